@@ -1,0 +1,69 @@
+/*
+ * http_client — one outgoing HTTP request at a time, over a reused
+ * connection.
+ *
+ * DESIGN: libcurl lives only here. Each dispatcher worker owns one
+ * http_client (one easy handle), so connections are kept alive between
+ * requests to the same host. Redirects are not followed. The response body
+ * is read into a bounded buffer (first STORE_RESPONSE_MAX bytes kept, the
+ * rest discarded). Not thread-safe: one client per thread.
+ */
+#ifndef TRIGGERD_HTTP_CLIENT_H
+#define TRIGGERD_HTTP_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Process-wide libcurl setup; call once from main before threads start. */
+int http_client_global_init(void);
+void http_client_global_cleanup(void);
+
+struct http_header {
+	const char *name;
+	const char *value;
+};
+
+struct http_request {
+	const char *method; /* GET, POST, PUT, PATCH, DELETE */
+	const char *url;
+	const struct http_header *headers;
+	size_t nheaders;
+	const char *body; /* may be NULL */
+	size_t body_len;
+	int64_t timeout_ms;         /* whole request */
+	int64_t connect_timeout_ms;
+	const int *cancel; /* if not NULL and it becomes non-zero (read with
+			      __atomic_load_n), the transfer is aborted */
+};
+
+struct http_response {
+	int status;          /* HTTP status, or 0 when no response came */
+	char error[256];     /* when status == 0: what went wrong, for a person
+				(e.g. "connection refused by 127.0.0.1:9"), "" otherwise */
+	int64_t retry_after_ms; /* from Retry-After (seconds or HTTP-date),
+				   relative to now; -1 when absent or invalid */
+	char *body;          /* first bytes of the body (malloc'd, NUL-terminated) */
+	size_t body_len;
+	int64_t ms;          /* total time */
+};
+
+struct http_client;
+
+struct http_client *http_client_new(const char *user_agent);
+void http_client_free(struct http_client *c); /* NULL is a no-op */
+
+/*
+ * Sends req and waits for the answer. Fills resp (free with
+ * http_response_clear). Returns 0 when a response came (any status), -1
+ * when none did (resp->error says why). The caller has already refused
+ * header values with CR, LF or NUL.
+ */
+int http_client_send(struct http_client *c, const struct http_request *req,
+		     struct http_response *resp);
+void http_response_clear(struct http_response *resp);
+
+/* Parses a Retry-After value: seconds or an HTTP-date, relative to now_ms.
+ * Milliseconds to wait (>= 0), or -1 if it does not parse. */
+int64_t http_parse_retry_after(const char *v, int64_t now_ms);
+
+#endif

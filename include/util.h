@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define UTIL_ID_LEN 27 /* "ev_" or "dl_" + 24 hex digits, NUL included */
+#define UTIL_ID_LEN 28 /* "ev_" or "dl_" + 24 hex digits + NUL */
 
 /* Wall-clock time in milliseconds since the Unix epoch. */
 int64_t util_now_ms(void);

@@ -1,0 +1,77 @@
+/*
+ * util — clocks, ids, time formats, constant-time comparison.
+ *
+ * DESIGN: stateless; every function is safe from any thread.
+ */
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+int64_t util_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fill_random(void *p, size_t n)
+{
+	unsigned char *c = p;
+	while (n > 0) {
+		ssize_t got = getrandom(c, n, 0);
+		if (got <= 0)
+			continue; /* EINTR; the kernel pool is ready after boot */
+		c += got;
+		n -= (size_t)got;
+	}
+}
+
+uint32_t util_random32(void)
+{
+	uint32_t v;
+	fill_random(&v, sizeof v);
+	return v;
+}
+
+void util_new_id(char out[UTIL_ID_LEN], const char *prefix)
+{
+	unsigned char rnd[6];
+	uint64_t ms = (uint64_t)util_now_ms() & 0xffffffffffffULL;
+
+	fill_random(rnd, sizeof rnd);
+	snprintf(out, UTIL_ID_LEN, "%.2s_%012llx%02x%02x%02x%02x%02x%02x",
+		 prefix, (unsigned long long)ms, rnd[0], rnd[1], rnd[2],
+		 rnd[3], rnd[4], rnd[5]);
+}
+
+void util_rfc3339(int64_t ms, char *out, size_t outlen)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+int util_ct_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+	/* Walk the whole of b whatever a holds, so the time depends only on
+	 * the token's length, not on how much of it an attacker guessed. */
+	unsigned char diff = (unsigned char)(alen != blen);
+	for (size_t i = 0; i < blen; i++) {
+		unsigned char ca = i < alen ? (unsigned char)a[i] : 0;
+		diff |= (unsigned char)(ca ^ (unsigned char)b[i]);
+	}
+	return diff == 0;
+}

@@ -1,0 +1,49 @@
+/*
+ * request — one trigger's HTTP request, rendered for one event.
+ *
+ * DESIGN: pure code shared by the dispatcher (real secrets, at send time,
+ * in memory only) and --dry-run (secrets shown as <secret:NAME>), so what
+ * --dry-run prints is exactly what would be sent. Adds the headers triggerd
+ * always sends: Content-Type for JSON bodies (unless configured),
+ * User-Agent (unless configured) and Idempotency-Key (the delivery id).
+ */
+#ifndef TRIGGERD_REQUEST_H
+#define TRIGGERD_REQUEST_H
+
+#include <stddef.h>
+
+#include "http_client.h"
+
+struct config;
+struct config_trigger;
+struct event;
+
+#define REQUEST_MAX_URL (64 * 1024)
+#define REQUEST_MAX_HEADER (64 * 1024)
+#define REQUEST_MAX_BODY (4 * 1024 * 1024)
+
+struct request {
+	const char *method; /* owned by the config */
+	char *url;
+	struct http_header *headers; /* names owned by the config or static */
+	char **header_values;        /* owned here */
+	size_t nheaders;
+	char *body; /* NULL: no body */
+	size_t body_len;
+};
+
+/*
+ * Renders trigger t of cfg for ev. delivery_id (may be NULL) becomes the
+ * Idempotency-Key. With mask_secrets, secrets render as <secret:NAME>.
+ * Returns 0; or -1 with a sentence in err when the request must never be
+ * sent (a header value with CR, LF or NUL after rendering, or a part past
+ * its size limit). Free with request_clear(), which wipes the memory.
+ */
+int request_render(const struct config *cfg, const struct config_trigger *t,
+		   const struct event *ev, const char *delivery_id,
+		   int mask_secrets, struct request *out, char *err,
+		   size_t errlen);
+
+void request_clear(struct request *r);
+
+#endif

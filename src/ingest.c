@@ -1,0 +1,179 @@
+/*
+ * ingest — parse, deduplicate, match and store one event (see ingest.h).
+ *
+ * DESIGN: called concurrently from HTTP connection threads; owns nothing
+ * between calls. The order matters: a duplicate is answered before
+ * matching (a key is only remembered for accepted events, so a seen key
+ * always means "already queued"); an unmatched event writes nothing (its
+ * id exists only in the answer and the log); a matched one is answered 202
+ * only after store_accept() has committed it with fsync.
+ */
+#include "ingest.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "config.h"
+#include "dispatch.h"
+#include "event.h"
+#include "log.h"
+#include "match.h"
+#include "store.h"
+#include "util.h"
+
+#define DEDUP_KEY_MAX 4096
+
+static char *error_json(const char *msg)
+{
+	json_t *o = json_pack("{s:s}", "error", msg);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return s;
+}
+
+static void answer_error(struct ingest_result *res, int status,
+			 const char *msg)
+{
+	res->status = status;
+	res->json = error_json(msg);
+}
+
+/* {"status":status,"event":id[,"deliveries":[...]]} */
+static void answer_event(struct ingest_result *res, int status,
+			 const char *word, const char *event_id,
+			 const struct config *cfg, const size_t *idx,
+			 char (*ids)[UTIL_ID_LEN], size_t n, int with_list)
+{
+	json_t *o = json_pack("{s:s,s:s}", "status", word, "event", event_id);
+	if (o && with_list) {
+		json_t *list = json_array();
+		for (size_t i = 0; list && i < n; i++)
+			json_array_append_new(
+				list, json_pack("{s:s,s:s}", "id", ids[i],
+						"trigger",
+						cfg->triggers[idx[i]].name));
+		json_object_set_new(o, "deliveries", list);
+	}
+	res->status = status;
+	res->json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+}
+
+/* Renders the dedup key into key; 0 if the event has every field the key
+ * names, 1 if it lacks one (not deduplicated), -1 if too long. */
+static int dedup_key(const struct config *cfg, const struct event *ev,
+		     struct buf *key)
+{
+	struct tmpl_env env;
+	int missing = 0;
+
+	config_env(cfg, ev, 1, &env);
+	if (tmpl_render(cfg->dedup_key, &env, TMPL_ENC_RAW, key, &missing) < 0)
+		return -1;
+	return missing ? 1 : 0;
+}
+
+static void accept_matched(const struct ingest *in, const struct config *cfg,
+			   const char *body,
+			   size_t len, const char *key, const size_t *idx,
+			   size_t n, struct ingest_result *res)
+{
+	const char **names = calloc(n, sizeof *names);
+	char(*ids)[UTIL_ID_LEN] = calloc(n, UTIL_ID_LEN);
+	struct store_event_in sin = {
+		.body = body, .body_len = len, .dedup_key = key,
+		.dedup_window_ms = cfg->dedup_window_ms, .triggers = names,
+		.ntriggers = n,
+	};
+	struct store_event_out sout = {.delivery_ids = ids};
+
+	if (!names || !ids) {
+		answer_error(res, 503, "out of memory");
+		res->retry_after = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		names[i] = cfg->triggers[idx[i]].name;
+	if (store_accept(in->store, &sin, &sout) < 0) {
+		log_kv(LOG_ERROR, "event not stored", "reason",
+		       "store cannot commit", NULL);
+		answer_error(res, 503, "the store cannot commit the event right now; retry later");
+		res->retry_after = 5;
+		goto out;
+	}
+	if (sout.duplicate) {
+		log_kv(LOG_INFO, "duplicate event", "event", sout.event_id, NULL);
+		answer_event(res, 200, "duplicate", sout.event_id, cfg, NULL,
+			     NULL, 0, 0);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		log_kv(LOG_INFO, "event accepted", "event", sout.event_id,
+		       "delivery", ids[i], "trigger", names[i], NULL);
+	answer_event(res, 202, "accepted", sout.event_id, cfg, idx, ids, n, 1);
+	if (in->dispatch)
+		dispatch_notify(in->dispatch);
+out:
+	free(names);
+	free(ids);
+}
+
+void ingest_event(const struct ingest *in, const char *body, size_t len,
+		  struct ingest_result *res)
+{
+	char err[256], event_id[UTIL_ID_LEN];
+	struct config *cfg = NULL;
+	struct event *ev;
+	struct buf key;
+	size_t *idx = NULL;
+	int k;
+
+	memset(res, 0, sizeof *res);
+	buf_init(&key, DEDUP_KEY_MAX);
+	ev = event_parse(body, len, err, sizeof err);
+	if (!ev) {
+		answer_error(res, 400, err);
+		goto out;
+	}
+	cfg = config_slot_acquire(in->slot);
+	k = dedup_key(cfg, ev, &key);
+	if (k == 0) {
+		int seen = store_dedup_lookup(in->store, buf_str(&key),
+					      cfg->dedup_window_ms, event_id);
+		if (seen == 1) {
+			log_kv(LOG_INFO, "duplicate event", "event", event_id,
+			       NULL);
+			answer_event(res, 200, "duplicate", event_id, cfg,
+				     NULL, NULL, 0, 0);
+			goto out;
+		}
+	}
+	idx = calloc(cfg->ntriggers ? cfg->ntriggers : 1, sizeof *idx);
+	if (!idx) {
+		answer_error(res, 503, "out of memory");
+		res->retry_after = 1;
+		goto out;
+	}
+	size_t n = match_event(cfg, ev, idx, cfg->ntriggers);
+	if (n == 0) {
+		util_new_id(event_id, "ev");
+		log_kv(LOG_INFO, "event unmatched", "event", event_id, NULL);
+		answer_event(res, 200, "unmatched", event_id, cfg, NULL, NULL,
+			     0, 1);
+		goto out;
+	}
+	accept_matched(in, cfg, body, len, k == 0 ? buf_str(&key) : NULL,
+		       idx, n, res);
+out:
+	if (!res->json) {
+		res->status = 503;
+		res->retry_after = 1;
+	}
+	free(idx);
+	buf_free(&key);
+	event_free(ev);
+	config_release(cfg);
+}

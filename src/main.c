@@ -1,0 +1,395 @@
+/*
+ * main — command line, wiring and signals.
+ *
+ * DESIGN: main parses the command line, loads the config (for --check and
+ * --dry-run that is all: they write nothing and send nothing), then wires
+ * the modules bottom-up — store, dispatcher, ingest, HTTP server — and
+ * becomes the signal thread: every other thread is started with SIGHUP,
+ * SIGINT and SIGTERM blocked, and main waits for them with sigwaitinfo(),
+ * so reload and shutdown run in one place, never in a signal handler.
+ *
+ * Exit codes (SPEC section 7): 0 ok, 1 invalid or missing configuration
+ * (or, for --dry-run, an unreadable or invalid event), 2 usage error,
+ * 3 runtime failure (cannot listen, cannot open the store).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "config.h"
+#include "dispatch.h"
+#include "event.h"
+#include "http_client.h"
+#include "ingest.h"
+#include "log.h"
+#include "match.h"
+#include "request.h"
+#include "server.h"
+#include "store.h"
+#include "util.h"
+
+#define EXIT_CONFIG 1
+#define EXIT_USAGE 2
+#define EXIT_RUNTIME 3
+#define DRY_RUN_MAX_EVENT (16 * 1024 * 1024)
+#define STOP_GRACE_MS 10000
+
+static const char usage_text[] =
+	"usage: triggerd [-c FILE] [--log-level LEVEL]\n"
+	"       triggerd -c FILE --check\n"
+	"       triggerd -c FILE --dry-run EVENT   (EVENT: a JSON file or '-')\n"
+	"       triggerd --version | --help\n"
+	"\n"
+	"Receives Erathos job-finished webhooks on POST /v1/events and sends\n"
+	"the HTTP requests of the matching triggers (dbt Cloud job runs, ...),\n"
+	"durably queued and retried.\n"
+	"\n"
+	"  -c, --config FILE    configuration (default " CONFIG_DEFAULT_PATH ")\n"
+	"      --check          validate the configuration, resolve secrets,\n"
+	"                       print a summary; exit 0 (valid) or 1\n"
+	"      --dry-run EVENT  show which triggers EVENT matches and the\n"
+	"                       requests they would send; sends nothing\n"
+	"      --log-level L    debug, info (default), warn or error\n"
+	"      --version        print the version\n"
+	"      --help           print this help\n"
+	"\n"
+	"Exit codes: 0 ok, 1 invalid configuration, 2 usage error,\n"
+	"3 runtime failure (cannot listen, cannot open the store).\n";
+
+struct options {
+	const char *config;
+	const char *dry_run;
+	int check;
+};
+
+/* Parses argv; exits with 0 for --help/--version and 2 on misuse. */
+static void parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longs[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check", no_argument, NULL, 'k'},
+		{"dry-run", required_argument, NULL, 'd'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"version", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	enum log_level level;
+	int ch;
+
+	o->config = CONFIG_DEFAULT_PATH;
+	while ((ch = getopt_long(argc, argv, "c:h", longs, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->config = optarg; break;
+		case 'k': o->check = 1; break;
+		case 'd': o->dry_run = optarg; break;
+		case 'l':
+			if (log_level_parse(optarg, &level) < 0) {
+				fprintf(stderr, "triggerd: --log-level must be debug, info, warn or error, not \"%s\"\n",
+					optarg);
+				exit(EXIT_USAGE);
+			}
+			log_set_level(level);
+			break;
+		case 'v': printf("triggerd %s\n", TRIGGERD_VERSION); exit(0);
+		case 'h': fputs(usage_text, stdout); exit(0);
+		default:
+			fputs("Try 'triggerd --help'.\n", stderr);
+			exit(EXIT_USAGE);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "triggerd: unexpected argument \"%s\"\nTry 'triggerd --help'.\n",
+			argv[optind]);
+		exit(EXIT_USAGE);
+	}
+	if (o->check && o->dry_run) {
+		fputs("triggerd: --check and --dry-run do not go together\n",
+		      stderr);
+		exit(EXIT_USAGE);
+	}
+}
+
+/* Loads the config, printing every error and warning to stderr. */
+static struct config *load_config(const char *path)
+{
+	struct config_diag diag = {0};
+	struct config *cfg = config_load(path, &diag);
+
+	for (size_t i = 0; i < diag.nlines; i++)
+		fprintf(stderr, "%s\n", diag.lines[i]);
+	if (!cfg)
+		fprintf(stderr, "triggerd: %s: %d error%s, %d warning%s\n",
+			path, diag.nerrors, diag.nerrors == 1 ? "" : "s",
+			diag.nwarnings, diag.nwarnings == 1 ? "" : "s");
+	config_diag_clear(&diag);
+	return cfg;
+}
+
+static const char *secret_source(const struct config_secret *s)
+{
+	switch (s->kind) {
+	case CONFIG_SECRET_ENV: return "env";
+	case CONFIG_SECRET_FILE: return "file";
+	case CONFIG_SECRET_CREDENTIAL: return "credential";
+	default: return "plain string";
+	}
+}
+
+/* --check: the summary on stdout (secrets by name and source only). */
+static int run_check(const struct config *cfg)
+{
+	size_t active = 0;
+	for (size_t i = 0; i < cfg->ntriggers; i++)
+		active += cfg->triggers[i].active != 0;
+	printf("%s: configuration is valid\n", cfg->path);
+	printf("listen: %s:%d\n", cfg->listen_host, cfg->listen_port);
+	printf("store: %s\n", cfg->store_path);
+	printf("auth: %zu inbound token%s, %zu admin token%s\n",
+	       cfg->nauth_tokens, cfg->nauth_tokens == 1 ? "" : "s",
+	       cfg->nadmin_tokens, cfg->nadmin_tokens == 1 ? "" : "s");
+	printf("dispatch: %d workers, %d attempts at most\n", cfg->workers,
+	       cfg->max_attempts);
+	printf("secrets: %zu resolved\n", cfg->nsecrets);
+	for (size_t i = 0; i < cfg->nsecrets; i++)
+		printf("  %s (%s%s%s)\n", cfg->secrets[i].name,
+		       secret_source(&cfg->secrets[i]),
+		       cfg->secrets[i].source ? " " : "",
+		       cfg->secrets[i].source ? cfg->secrets[i].source : "");
+	printf("triggers: %zu (%zu active)\n", cfg->ntriggers, active);
+	for (size_t i = 0; i < cfg->ntriggers; i++) {
+		const struct config_trigger *t = &cfg->triggers[i];
+		printf("  %s: %s %s (%zu job%s, %zu rule%s%s)\n", t->name,
+		       t->method, tmpl_source(t->url), t->njobs,
+		       t->njobs == 1 ? "" : "s", t->nrules,
+		       t->nrules == 1 ? "" : "s", t->active ? "" : ", inactive");
+	}
+	return 0;
+}
+
+/* Reads a whole file (or stdin for "-") of at most max bytes. */
+static char *read_all(const char *path, size_t max, size_t *len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	struct buf b;
+	char chunk[8192];
+	size_t n;
+
+	if (!f)
+		return NULL;
+	buf_init(&b, max);
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		if (buf_append(&b, chunk, n) < 0) {
+			errno = EFBIG;
+			goto fail;
+		}
+	}
+	if (ferror(f))
+		goto fail;
+	if (f != stdin)
+		fclose(f);
+	*len = b.len;
+	return buf_steal(&b);
+fail:
+	if (f != stdin)
+		fclose(f);
+	buf_free(&b);
+	return NULL;
+}
+
+static void print_request(const struct request *r)
+{
+	printf("  %s %s\n", r->method, r->url);
+	for (size_t i = 0; i < r->nheaders; i++)
+		printf("  %s: %s\n", r->headers[i].name, r->headers[i].value);
+	if (r->body) {
+		printf("\n  ");
+		fwrite(r->body, 1, r->body_len, stdout);
+		printf("\n");
+	}
+}
+
+/* --dry-run: for each trigger, whether it matches and what it would send. */
+static int run_dry(const struct config *cfg, const char *path)
+{
+	char err[512];
+	size_t len;
+	char *body = read_all(path, DRY_RUN_MAX_EVENT, &len);
+	if (!body) {
+		fprintf(stderr, "triggerd: cannot read event %s: %s\n",
+			strcmp(path, "-") == 0 ? "from stdin" : path,
+			strerror(errno));
+		return EXIT_CONFIG;
+	}
+	struct event *ev = event_parse(body, len, err, sizeof err);
+	free(body);
+	if (!ev) {
+		fprintf(stderr, "triggerd: invalid event: %s\n", err);
+		return EXIT_CONFIG;
+	}
+	struct tmpl_env env;
+	struct buf key;
+	int missing = 0;
+	buf_init(&key, 4096);
+	config_env(cfg, ev, 1, &env);
+	tmpl_render(cfg->dedup_key, &env, TMPL_ENC_RAW, &key, &missing);
+	if (missing)
+		printf("dedup key: none (the event lacks a field the key names)\n");
+	else
+		printf("dedup key: %s\n", buf_str(&key));
+	buf_free(&key);
+
+	for (size_t i = 0; i < cfg->ntriggers; i++) {
+		const struct config_trigger *t = &cfg->triggers[i];
+		struct request req;
+		if (!match_trigger(t, ev, err, sizeof err)) {
+			printf("trigger %s: no match: %s\n", t->name, err);
+			continue;
+		}
+		if (request_render(cfg, t, ev, "<delivery-id>", 1, &req, err,
+				   sizeof err) < 0) {
+			printf("trigger %s: matches, but would fail: %s\n",
+			       t->name, err);
+			continue;
+		}
+		printf("trigger %s: matches\n", t->name);
+		print_request(&req);
+		request_clear(&req);
+	}
+	event_free(ev);
+	return 0;
+}
+
+/* SIGHUP: a valid new config replaces the old one; otherwise it stays. */
+static void reload(struct config_slot *slot, struct store *st,
+		   struct dispatch *d, const char *path)
+{
+	struct config_diag diag = {0};
+	struct config *cfg = config_load(path, &diag);
+
+	for (size_t i = 0; i < diag.nlines; i++)
+		log_kv(cfg ? LOG_WARN : LOG_ERROR, "config", "detail",
+		       diag.lines[i], NULL);
+	config_diag_clear(&diag);
+	if (!cfg) {
+		log_kv(LOG_ERROR, "reload failed; keeping the running config",
+		       "config", path, NULL);
+		return;
+	}
+	struct config *old = config_slot_acquire(slot);
+	if (strcmp(old->store_path, cfg->store_path) != 0 ||
+	    strcmp(old->listen_host, cfg->listen_host) != 0 ||
+	    old->listen_port != cfg->listen_port || old->workers != cfg->workers)
+		log_kv(LOG_WARN, "server.listen, store.path and dispatch.workers change only at restart",
+		       NULL);
+	config_release(old);
+
+	const char **active = calloc(cfg->ntriggers + 1, sizeof *active);
+	size_t n = 0;
+	for (size_t i = 0; active && i < cfg->ntriggers; i++)
+		if (cfg->triggers[i].active)
+			active[n++] = cfg->triggers[i].name;
+	config_slot_replace(slot, cfg);
+	if (active) {
+		int cancelled = store_cancel_inactive(st, active, n);
+		char num[24];
+		snprintf(num, sizeof num, "%d", cancelled);
+		log_kv(LOG_INFO, "config reloaded", "config", path, "cancelled",
+		       num, NULL);
+	}
+	free(active);
+	dispatch_notify(d);
+}
+
+/* Runs the daemon until SIGTERM or SIGINT. */
+static int run_daemon(struct config *cfg, const char *path)
+{
+	struct config_slot slot;
+	struct ingest in;
+	char err[512];
+	sigset_t set;
+	int rc = EXIT_RUNTIME;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (http_client_global_init() < 0) {
+		log_kv(LOG_ERROR, "cannot initialise libcurl", NULL);
+		config_release(cfg);
+		return EXIT_RUNTIME;
+	}
+	struct store *st = store_open(cfg->store_path, err, sizeof err);
+	if (!st) {
+		log_kv(LOG_ERROR, "cannot open the store", "path",
+		       cfg->store_path, "error", err, NULL);
+		config_release(cfg);
+		goto out_curl;
+	}
+	char host[256];
+	int port = cfg->listen_port, workers = cfg->workers;
+	snprintf(host, sizeof host, "%s", cfg->listen_host);
+	config_slot_init(&slot, cfg);
+	struct dispatch *d = dispatch_start(st, &slot, workers);
+	if (!d) {
+		log_kv(LOG_ERROR, "cannot start the dispatcher", NULL);
+		goto out_store;
+	}
+	in = (struct ingest){.slot = &slot, .store = st, .dispatch = d};
+	struct server *srv = server_start(host, port, &slot, st, &in, err,
+					  sizeof err);
+	if (!srv) {
+		log_kv(LOG_ERROR, err, NULL);
+		dispatch_stop(d, util_mono_ms());
+		goto out_store;
+	}
+	char portstr[16];
+	snprintf(portstr, sizeof portstr, "%d", server_port(srv));
+	log_kv(LOG_INFO, "listening", "host", host, "port", portstr, "version",
+	       TRIGGERD_VERSION, NULL);
+
+	for (;;) {
+		int sig = sigwaitinfo(&set, NULL);
+		if (sig == SIGHUP) {
+			reload(&slot, st, d, path);
+		} else if (sig == SIGINT || sig == SIGTERM) {
+			break;
+		}
+	}
+	log_kv(LOG_INFO, "stopping", NULL);
+	int64_t deadline = util_mono_ms() + STOP_GRACE_MS;
+	server_stop(srv, deadline);
+	dispatch_stop(d, deadline);
+	rc = 0;
+	log_kv(LOG_INFO, "stopped", NULL);
+out_store:
+	store_close(st);
+	config_slot_destroy(&slot);
+out_curl:
+	http_client_global_cleanup();
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = {0};
+
+	log_init();
+	parse_args(argc, argv, &o);
+	struct config *cfg = load_config(o.config);
+	if (!cfg)
+		return EXIT_CONFIG;
+	if (o.check || o.dry_run) {
+		int rc = o.check ? run_check(cfg) : run_dry(cfg, o.dry_run);
+		config_release(cfg);
+		return rc;
+	}
+	return run_daemon(cfg, o.config);
+}

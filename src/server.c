@@ -1,0 +1,407 @@
+/*
+ * server — libmicrohttpd front end (see include/server.h).
+ *
+ * DESIGN: MHD calls handle() several times per request on the connection's
+ * own thread: first with the headers (route, method, auth, media type and
+ * declared size are checked then, so a refused body is never read), then
+ * once per chunk of body (kept in a struct buf bounded by server.max_body,
+ * or counted and discarded past it), then once more to answer. Per-request
+ * state lives in struct req, freed by MHD's completion callback. The
+ * server struct is written only by server_start/server_stop; `stopping`
+ * and `active` are atomics read by connection threads.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "ingest.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+struct server {
+	struct MHD_Daemon *mhd;
+	int fd;
+	int port;
+	struct config_slot *slot;
+	struct store *store;
+	const struct ingest *ingest;
+	int stopping; /* atomic */
+	int active;   /* atomic: requests between first call and completion */
+};
+
+struct req {
+	const struct route *route;
+	struct buf body;
+	int too_large;
+};
+
+typedef enum MHD_Result (*handler_fn)(struct server *srv,
+				      struct MHD_Connection *c,
+				      struct req *r);
+
+struct route {
+	const char *path;
+	const char *method;
+	const char *allow; /* every method the path takes, for 405 */
+	handler_fn fn;
+	int has_body;
+};
+
+/* ---- answers ---- */
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int status,
+				 char *json, const char *hname,
+				 const char *hvalue)
+{
+	static const char fallback[] = "{\"error\":\"out of memory\"}";
+	struct MHD_Response *resp;
+
+	if (json)
+		resp = MHD_create_response_from_buffer(
+			strlen(json), json, MHD_RESPMEM_MUST_FREE);
+	else
+		resp = MHD_create_response_from_buffer(
+			sizeof fallback - 1, (void *)fallback,
+			MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(json);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	if (hname)
+		MHD_add_response_header(resp, hname, hvalue);
+	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int status,
+				  const char *msg, const char *hname,
+				  const char *hvalue)
+{
+	json_t *o = json_pack("{s:s}", "error", msg);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return send_json(c, status, s, hname, hvalue);
+}
+
+/* ---- checks ---- */
+
+/* 1 if the Authorization header carries one of tokens (constant time:
+ * every token is compared, whatever matched before). */
+static int bearer_ok(struct MHD_Connection *c, char *const *tokens, size_t n)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						    "Authorization");
+	int ok = 0;
+
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return 0;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	size_t len = strlen(h);
+	for (size_t i = 0; i < n; i++)
+		ok |= util_ct_equal(h, len, tokens[i], strlen(tokens[i]));
+	return ok;
+}
+
+/* 1 if there is no Content-Type or it is application/json (parameters
+ * such as charset allowed). */
+static int media_type_ok(struct MHD_Connection *c)
+{
+	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						     "Content-Type");
+	if (!ct)
+		return 1;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	size_t n = strcspn(ct, "; \t");
+	return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+/* The declared Content-Length, or -1 if absent or unparsable. */
+static long long content_length(struct MHD_Connection *c)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						    "Content-Length");
+	if (!v)
+		return -1;
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (errno || end == v || *end || n < 0)
+		return -1;
+	return n;
+}
+
+/* ---- handlers ---- */
+
+static enum MHD_Result h_healthz(struct server *srv, struct MHD_Connection *c,
+				 struct req *r)
+{
+	return send_json(c, 200, strdup("{\"status\":\"ok\"}"), NULL, NULL);
+}
+
+static enum MHD_Result h_readyz(struct server *srv, struct MHD_Connection *c,
+				struct req *r)
+{
+	if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
+		return send_error(c, 503, "shutting down", "Retry-After", "5");
+	if (!store_writable(srv->store))
+		return send_error(c, 503, "the store is not writable",
+				  "Retry-After", "5");
+	return send_json(c, 200, strdup("{\"status\":\"ready\"}"), NULL, NULL);
+}
+
+static enum MHD_Result h_events(struct server *srv, struct MHD_Connection *c,
+				struct req *r)
+{
+	struct ingest_result res;
+	char ra[16];
+
+	if (r->too_large)
+		return send_error(c, 413, "body is larger than server.max_body",
+				  NULL, NULL);
+	ingest_event(srv->ingest, r->body.data ? r->body.data : "",
+		     r->body.len, &res);
+	if (res.retry_after) {
+		snprintf(ra, sizeof ra, "%d", res.retry_after);
+		return send_json(c, res.status, res.json, "Retry-After", ra);
+	}
+	return send_json(c, res.status, res.json, NULL, NULL);
+}
+
+static const struct route routes[] = {
+	{"/v1/events", "POST", "POST", h_events, 1},
+	{"/healthz", "GET", "GET, HEAD", h_healthz, 0},
+	{"/healthz", "HEAD", "GET, HEAD", h_healthz, 0},
+	{"/readyz", "GET", "GET, HEAD", h_readyz, 0},
+	{"/readyz", "HEAD", "GET, HEAD", h_readyz, 0},
+};
+
+/* The route for path and method; *known says whether the path exists. */
+static const struct route *find_route(const char *path, const char *method,
+				      const struct route **known)
+{
+	*known = NULL;
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		if (strcmp(routes[i].path, path) != 0)
+			continue;
+		*known = &routes[i];
+		if (strcmp(routes[i].method, method) == 0)
+			return &routes[i];
+	}
+	return NULL;
+}
+
+/* ---- the MHD callbacks ---- */
+
+/*
+ * First call of a request: route and check everything the headers tell.
+ * Returns a queued answer, or sets *con_cls to a new struct req.
+ */
+static enum MHD_Result begin(struct server *srv, struct MHD_Connection *c,
+			     const char *url, const char *method,
+			     void **con_cls)
+{
+	const struct route *known, *rt = find_route(url, method, &known);
+	enum MHD_Result ret = MHD_YES;
+	struct config *cfg = NULL;
+
+	if (!known)
+		return send_error(c, 404, "no such endpoint", NULL, NULL);
+	if (!rt)
+		return send_error(c, 405, "method not allowed", "Allow",
+				  known->allow);
+	if (rt->has_body &&
+	    __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
+		return send_error(c, 503, "shutting down", "Retry-After", "5");
+	struct req *r = calloc(1, sizeof *r);
+	if (!r)
+		return send_error(c, 503, "out of memory", "Retry-After", "1");
+	r->route = rt;
+	*con_cls = r;
+	__atomic_add_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
+	if (!rt->has_body)
+		return MHD_YES;
+
+	cfg = config_slot_acquire(srv->slot);
+	buf_init(&r->body, cfg->max_body);
+	if (cfg->nauth_tokens &&
+	    !bearer_ok(c, cfg->auth_tokens, cfg->nauth_tokens))
+		ret = send_error(c, 401, "missing or wrong bearer token",
+				 "WWW-Authenticate", "Bearer");
+	else if (!media_type_ok(c))
+		ret = send_error(c, 415, "Content-Type must be application/json",
+				 NULL, NULL);
+	else if (content_length(c) > (long long)cfg->max_body)
+		ret = send_error(c, 413, "body is larger than server.max_body",
+				 NULL, NULL);
+	config_release(cfg);
+	return ret;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
+			      const char *url, const char *method,
+			      const char *version, const char *upload_data,
+			      size_t *upload_data_size, void **con_cls)
+{
+	struct server *srv = cls;
+	struct req *r = *con_cls;
+
+	if (!r)
+		return begin(srv, c, url, method, con_cls);
+	if (*upload_data_size) {
+		/* Past the limit the rest is read and dropped, never kept. */
+		if (!r->route->has_body || r->too_large ||
+		    buf_append(&r->body, upload_data, *upload_data_size) < 0)
+			r->too_large = 1;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return r->route->fn(srv, c, r);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct server *srv = cls;
+	struct req *r = *con_cls;
+
+	if (!r)
+		return;
+	buf_free(&r->body);
+	free(r);
+	*con_cls = NULL;
+	__atomic_sub_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	log_kv(LOG_DEBUG, "http server", "detail", msg, NULL);
+}
+
+/* ---- start and stop ---- */
+
+static int listen_on(const char *host, int port, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
+	char portstr[16];
+	int fd = -1, one = 1, rc;
+
+	snprintf(portstr, sizeof portstr, "%d", port);
+	rc = getaddrinfo(host, portstr, &hints, &ai);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
+			 gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static int bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -1;
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+struct server *server_start(const char *host, int port,
+			    struct config_slot *slot, struct store *st,
+			    const struct ingest *in, char *err, size_t errlen)
+{
+	struct server *srv = calloc(1, sizeof *srv);
+	if (!srv) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	srv->slot = slot;
+	srv->store = st;
+	srv->ingest = in;
+	srv->fd = listen_on(host, port, err, errlen);
+	if (srv->fd < 0)
+		goto fail;
+	srv->port = bound_port(srv->fd);
+	/* Limits chosen so that idle or slow clients cannot hold the
+	 * server: a connection silent for 30 s is closed, and at most 2048
+	 * are open at once (each is a thread with a small stack). */
+	srv->mhd = MHD_start_daemon(
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+		0, NULL, NULL, handle, srv, MHD_OPTION_LISTEN_SOCKET, srv->fd,
+		MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048,
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024),
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	if (!srv->mhd) {
+		snprintf(err, errlen, "cannot start the HTTP server on %s:%d",
+			 host, port);
+		close(srv->fd);
+		goto fail;
+	}
+	return srv;
+fail:
+	free(srv);
+	return NULL;
+}
+
+int server_port(const struct server *srv)
+{
+	return srv->port;
+}
+
+void server_stop(struct server *srv, int64_t deadline_mono_ms)
+{
+	if (!srv)
+		return;
+	__atomic_store_n(&srv->stopping, 1, __ATOMIC_RELEASE);
+	int fd = MHD_quiesce_daemon(srv->mhd);
+	if (fd >= 0)
+		close(fd);
+	/* Requests already inside a handler finish; idle keep-alive
+	 * connections are not waited for. */
+	while (__atomic_load_n(&srv->active, __ATOMIC_ACQUIRE) > 0 &&
+	       util_mono_ms() < deadline_mono_ms) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	MHD_stop_daemon(srv->mhd);
+	free(srv);
+}

@@ -27,6 +27,8 @@ struct ingest_result {
 	int status;      /* 200, 202, 400 or 503 */
 	char *json;      /* the answer's body; caller frees */
 	int retry_after; /* seconds for a Retry-After header, or 0 */
+	const char *result; /* for metrics: "accepted", "duplicate",
+			       "unmatched", "rejected" or "unavailable" */
 };
 
 /* Handles one event body (len bytes). Always fills res. */

@@ -39,6 +39,7 @@ static void answer_error(struct ingest_result *res, int status,
 {
 	res->status = status;
 	res->json = error_json(msg);
+	res->result = status == 400 ? "rejected" : "unavailable";
 }
 
 /* {"status":status,"event":id[,"deliveries":[...]]} */
@@ -58,6 +59,7 @@ static void answer_event(struct ingest_result *res, int status,
 		json_object_set_new(o, "deliveries", list);
 	}
 	res->status = status;
+	res->result = word;
 	res->json = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 }
@@ -171,6 +173,7 @@ out:
 	if (!res->json) {
 		res->status = 503;
 		res->retry_after = 1;
+		res->result = "unavailable";
 	}
 	free(idx);
 	buf_free(&key);

@@ -26,12 +26,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "buf.h"
 #include "config.h"
+#include "dispatch.h"
 #include "ingest.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "util.h"
+
+#define ID_MAX 64
+#define ADMIN_ANSWER_MAX (16 * 1024 * 1024)
 
 struct server {
 	struct MHD_Daemon *mhd;
@@ -46,6 +52,7 @@ struct server {
 
 struct req {
 	const struct route *route;
+	char id[ID_MAX]; /* the {id} segment of the path, if any */
 	struct buf body;
 	int too_large;
 };
@@ -55,11 +62,12 @@ typedef enum MHD_Result (*handler_fn)(struct server *srv,
 				      struct req *r);
 
 struct route {
-	const char *path;
+	const char *path; /* a '*' segment matches one non-empty segment */
 	const char *method;
 	const char *allow; /* every method the path takes, for 405 */
 	handler_fn fn;
 	int has_body;
+	int admin; /* needs an admin token; 404 when none is configured */
 };
 
 /* ---- answers ---- */
@@ -175,11 +183,14 @@ static enum MHD_Result h_events(struct server *srv, struct MHD_Connection *c,
 	struct ingest_result res;
 	char ra[16];
 
-	if (r->too_large)
+	if (r->too_large) {
+		metrics_event("rejected");
 		return send_error(c, 413, "body is larger than server.max_body",
 				  NULL, NULL);
+	}
 	ingest_event(srv->ingest, r->body.data ? r->body.data : "",
 		     r->body.len, &res);
+	metrics_event(res.result);
 	if (res.retry_after) {
 		snprintf(ra, sizeof ra, "%d", res.retry_after);
 		return send_json(c, res.status, res.json, "Retry-After", ra);
@@ -187,27 +198,194 @@ static enum MHD_Result h_events(struct server *srv, struct MHD_Connection *c,
 	return send_json(c, res.status, res.json, NULL, NULL);
 }
 
+static enum MHD_Result send_text(struct MHD_Connection *c, int status,
+				 struct buf *b, const char *type)
+{
+	size_t len = b->len;
+	char *text = buf_steal(b);
+	struct MHD_Response *resp;
+
+	if (!text)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(len, text,
+					       MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", type);
+	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result h_metrics(struct server *srv, struct MHD_Connection *c,
+				 struct req *r)
+{
+	struct buf b;
+	buf_init(&b, ADMIN_ANSWER_MAX);
+	if (metrics_render(&b, store_count_pending(srv->store)) < 0) {
+		buf_free(&b);
+		return send_error(c, 500, "metrics too large", NULL, NULL);
+	}
+	return send_text(c, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static enum MHD_Result h_triggers(struct server *srv, struct MHD_Connection *c,
+				  struct req *r)
+{
+	struct config *cfg = config_slot_acquire(srv->slot);
+	struct buf b;
+	buf_init(&b, ADMIN_ANSWER_MAX);
+	int rc = admin_triggers_json(cfg, &b);
+	config_release(cfg);
+	if (rc < 0) {
+		buf_free(&b);
+		return send_error(c, 500, "could not list the triggers", NULL,
+				  NULL);
+	}
+	return send_text(c, 200, &b, "application/json");
+}
+
+/* GET /v1/deliveries?state=&trigger=&limit= */
+static enum MHD_Result h_deliveries(struct server *srv,
+				    struct MHD_Connection *c, struct req *r)
+{
+	const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+	const char *trigger = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "trigger");
+	const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+	enum store_state st;
+	long limit = 100;
+	struct buf b;
+
+	if (state && *state && store_state_parse(state, &st) < 0)
+		return send_error(c, 400, "state must be pending, delivered, failed or cancelled",
+				  NULL, NULL);
+	if (lim && *lim) {
+		char *end;
+		errno = 0;
+		limit = strtol(lim, &end, 10);
+		if (errno || *end || limit < 1 || limit > 10000)
+			return send_error(c, 400, "limit must be a whole number from 1 to 10000",
+					  NULL, NULL);
+	}
+	buf_init(&b, ADMIN_ANSWER_MAX);
+	if (store_list_json(srv->store, state && *state ? state : NULL,
+			    trigger && *trigger ? trigger : NULL, (int)limit,
+			    &b) < 0) {
+		buf_free(&b);
+		return send_error(c, 503, "the store cannot be read right now",
+				  "Retry-After", "5");
+	}
+	return send_text(c, 200, &b, "application/json");
+}
+
+/* GET /v1/deliveries/{id} */
+static enum MHD_Result h_delivery(struct server *srv, struct MHD_Connection *c,
+				  struct req *r)
+{
+	struct buf b;
+	buf_init(&b, ADMIN_ANSWER_MAX);
+	int rc = store_get_json(srv->store, r->id, &b);
+	if (rc == 0)
+		return send_text(c, 200, &b, "application/json");
+	buf_free(&b);
+	if (rc == 1)
+		return send_error(c, 404, "no such delivery", NULL, NULL);
+	return send_error(c, 503, "the store cannot be read right now",
+			  "Retry-After", "5");
+}
+
+/* POST /v1/deliveries/{id}/retry */
+static enum MHD_Result h_retry(struct server *srv, struct MHD_Connection *c,
+			       struct req *r)
+{
+	int rc = store_retry(srv->store, r->id, util_now_ms());
+	if (rc == 0) {
+		log_kv(LOG_INFO, "delivery retry requested", "delivery", r->id,
+		       NULL);
+		if (srv->ingest->dispatch)
+			dispatch_notify(srv->ingest->dispatch);
+		json_t *o = json_pack("{s:s,s:s}", "id", r->id, "state",
+				      "pending");
+		char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		json_decref(o);
+		return send_json(c, 202, s, NULL, NULL);
+	}
+	if (rc == 1)
+		return send_error(c, 404, "no such delivery", NULL, NULL);
+	if (rc == 2)
+		return send_error(c, 409, "only a failed or cancelled delivery can be retried",
+				  NULL, NULL);
+	return send_error(c, 503, "the store cannot commit right now",
+			  "Retry-After", "5");
+}
+
 static const struct route routes[] = {
-	{"/v1/events", "POST", "POST", h_events, 1},
-	{"/healthz", "GET", "GET, HEAD", h_healthz, 0},
-	{"/healthz", "HEAD", "GET, HEAD", h_healthz, 0},
-	{"/readyz", "GET", "GET, HEAD", h_readyz, 0},
-	{"/readyz", "HEAD", "GET, HEAD", h_readyz, 0},
+	{"/v1/events", "POST", "POST", h_events, 1, 0},
+	{"/healthz", "GET", "GET, HEAD", h_healthz, 0, 0},
+	{"/healthz", "HEAD", "GET, HEAD", h_healthz, 0, 0},
+	{"/readyz", "GET", "GET, HEAD", h_readyz, 0, 0},
+	{"/readyz", "HEAD", "GET, HEAD", h_readyz, 0, 0},
+	{"/metrics", "GET", "GET", h_metrics, 0, 0},
+	{"/v1/triggers", "GET", "GET", h_triggers, 0, 1},
+	{"/v1/deliveries", "GET", "GET", h_deliveries, 0, 1},
+	{"/v1/deliveries/*", "GET", "GET", h_delivery, 0, 1},
+	{"/v1/deliveries/*/retry", "POST", "POST", h_retry, 0, 1},
 };
+
+/* 1 if path fits pattern; the segment matched by '*' goes into id. */
+static int path_matches(const char *pattern, const char *path, char *id)
+{
+	while (*pattern && *path) {
+		if (*pattern == '*') {
+			size_t n = strcspn(path, "/");
+			if (n == 0 || n >= ID_MAX)
+				return 0;
+			memcpy(id, path, n);
+			id[n] = '\0';
+			path += n;
+			pattern++;
+		} else if (*pattern++ != *path++) {
+			return 0;
+		}
+	}
+	return *pattern == '\0' && *path == '\0';
+}
 
 /* The route for path and method; *known says whether the path exists. */
 static const struct route *find_route(const char *path, const char *method,
-				      const struct route **known)
+				      const struct route **known, char *id)
 {
 	*known = NULL;
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		if (strcmp(routes[i].path, path) != 0)
+		if (!path_matches(routes[i].path, path, id))
 			continue;
 		*known = &routes[i];
 		if (strcmp(routes[i].method, method) == 0)
 			return &routes[i];
 	}
 	return NULL;
+}
+
+/* Admin routes: 404 with no admin tokens, 401 without a right one. */
+static enum MHD_Result admin_check(struct server *srv, struct MHD_Connection *c,
+				   int *ok)
+{
+	struct config *cfg = config_slot_acquire(srv->slot);
+	enum MHD_Result ret = MHD_YES;
+
+	*ok = 0;
+	if (cfg->nadmin_tokens == 0)
+		ret = send_error(c, 404, "no such endpoint (the admin API is off: no server.admin_tokens)",
+				 NULL, NULL);
+	else if (!bearer_ok(c, cfg->admin_tokens, cfg->nadmin_tokens))
+		ret = send_error(c, 401, "missing or wrong admin bearer token",
+				 "WWW-Authenticate", "Bearer");
+	else
+		*ok = 1;
+	config_release(cfg);
+	return ret;
 }
 
 /* ---- the MHD callbacks ---- */
@@ -220,22 +398,32 @@ static enum MHD_Result begin(struct server *srv, struct MHD_Connection *c,
 			     const char *url, const char *method,
 			     void **con_cls)
 {
-	const struct route *known, *rt = find_route(url, method, &known);
+	char id[ID_MAX] = "";
+	const struct route *known, *rt = find_route(url, method, &known, id);
 	enum MHD_Result ret = MHD_YES;
 	struct config *cfg = NULL;
+	int ok = 0;
 
 	if (!known)
 		return send_error(c, 404, "no such endpoint", NULL, NULL);
+	if (known->admin) {
+		ret = admin_check(srv, c, &ok);
+		if (!ok)
+			return ret;
+	}
 	if (!rt)
 		return send_error(c, 405, "method not allowed", "Allow",
 				  known->allow);
 	if (rt->has_body &&
-	    __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
+	    __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE)) {
+		metrics_event("unavailable");
 		return send_error(c, 503, "shutting down", "Retry-After", "5");
+	}
 	struct req *r = calloc(1, sizeof *r);
 	if (!r)
 		return send_error(c, 503, "out of memory", "Retry-After", "1");
 	r->route = rt;
+	memcpy(r->id, id, sizeof r->id);
 	*con_cls = r;
 	__atomic_add_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
 	if (!rt->has_body)
@@ -253,6 +441,10 @@ static enum MHD_Result begin(struct server *srv, struct MHD_Connection *c,
 	else if (content_length(c) > (long long)cfg->max_body)
 		ret = send_error(c, 413, "body is larger than server.max_body",
 				 NULL, NULL);
+	else
+		ok = 2; /* all checks passed */
+	if (ok != 2)
+		metrics_event("rejected");
 	config_release(cfg);
 	return ret;
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages triggerd needs to build and test, if any is
+# missing. Needs root (or sudo) only when something must be installed.
+set -euo pipefail
+
+pkgs=(gcc make cmake pkg-config python3 ca-certificates
+      libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
+      libsqlite3-dev)
+pkgs+=("$@")
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config python3 ca-certificates
       libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-      libsqlite3-dev)
+      libsqlite3-dev libsystemd-dev)
 pkgs+=("$@")
 
 missing=()

@@ -27,6 +27,8 @@
 #include "ingest.h"
 #include "log.h"
 #include "match.h"
+#include "metrics.h"
+#include "notify.h"
 #include "request.h"
 #include "server.h"
 #include "store.h"
@@ -278,6 +280,7 @@ static void reload(struct config_slot *slot, struct store *st,
 	if (!cfg) {
 		log_kv(LOG_ERROR, "reload failed; keeping the running config",
 		       "config", path, NULL);
+		metrics_reload(0);
 		return;
 	}
 	struct config *old = config_slot_acquire(slot);
@@ -302,6 +305,7 @@ static void reload(struct config_slot *slot, struct store *st,
 		       num, NULL);
 	}
 	free(active);
+	metrics_reload(1);
 	dispatch_notify(d);
 }
 
@@ -355,14 +359,25 @@ static int run_daemon(struct config *cfg, const char *path)
 	log_kv(LOG_INFO, "listening", "host", host, "port", portstr, "version",
 	       TRIGGERD_VERSION, NULL);
 
+	notify_ready();
+
+	int64_t wd = notify_watchdog_interval_ms();
 	for (;;) {
-		int sig = sigwaitinfo(&set, NULL);
+		/* With a watchdog, wake up in time to ping it. */
+		struct timespec ts = {wd / 1000, (wd % 1000) * 1000000};
+		int sig = wd ? sigtimedwait(&set, NULL, &ts)
+			     : sigwaitinfo(&set, NULL);
 		if (sig == SIGHUP) {
+			notify_reloading();
 			reload(&slot, st, d, path);
+			notify_ready();
 		} else if (sig == SIGINT || sig == SIGTERM) {
 			break;
+		} else if (sig < 0 && errno == EAGAIN) {
+			notify_watchdog();
 		}
 	}
+	notify_stopping();
 	log_kv(LOG_INFO, "stopping", NULL);
 	int64_t deadline = util_mono_ms() + STOP_GRACE_MS;
 	server_stop(srv, deadline);

@@ -44,6 +44,7 @@ static const char usage_text[] =
 	"usage: triggerd [-c FILE] [--log-level LEVEL]\n"
 	"       triggerd -c FILE --check\n"
 	"       triggerd -c FILE --dry-run EVENT   (EVENT: a JSON file or '-')\n"
+	"       triggerd --health URL              (exit 0 if URL answers 200)\n"
 	"       triggerd --version | --help\n"
 	"\n"
 	"Receives Erathos job-finished webhooks on POST /v1/events and sends\n"
@@ -55,6 +56,8 @@ static const char usage_text[] =
 	"                       print a summary; exit 0 (valid) or 1\n"
 	"      --dry-run EVENT  show which triggers EVENT matches and the\n"
 	"                       requests they would send; sends nothing\n"
+	"      --health URL     GET URL (e.g. http://127.0.0.1:8080/healthz);\n"
+	"                       exit 0 on 200, else 1 (container HEALTHCHECK)\n"
 	"      --log-level L    debug, info (default), warn or error\n"
 	"      --version        print the version\n"
 	"      --help           print this help\n"
@@ -65,6 +68,7 @@ static const char usage_text[] =
 struct options {
 	const char *config;
 	const char *dry_run;
+	const char *health;
 	int check;
 };
 
@@ -76,6 +80,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		{"check", no_argument, NULL, 'k'},
 		{"dry-run", required_argument, NULL, 'd'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"health", required_argument, NULL, 'H'},
 		{"version", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -89,6 +94,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 		case 'c': o->config = optarg; break;
 		case 'k': o->check = 1; break;
 		case 'd': o->dry_run = optarg; break;
+		case 'H': o->health = optarg; break;
 		case 'l':
 			if (log_level_parse(optarg, &level) < 0) {
 				fprintf(stderr, "triggerd: --log-level must be debug, info, warn or error, not \"%s\"\n",
@@ -114,6 +120,33 @@ static void parse_args(int argc, char **argv, struct options *o)
 		      stderr);
 		exit(EXIT_USAGE);
 	}
+}
+
+/* --health: a container HEALTHCHECK that needs no curl in the image. */
+static int run_health(const char *url)
+{
+	struct http_request req = {.method = "GET", .url = url,
+				   .timeout_ms = 3000,
+				   .connect_timeout_ms = 2000};
+	struct http_response resp;
+	int ok = 0;
+
+	if (http_client_global_init() < 0)
+		return 1;
+	struct http_client *c = http_client_new("triggerd/" TRIGGERD_VERSION);
+	if (c && http_client_send(c, &req, &resp) == 0) {
+		ok = resp.status == 200;
+		if (!ok)
+			fprintf(stderr, "triggerd: %s answered %d\n", url,
+				resp.status);
+	} else if (c) {
+		fprintf(stderr, "triggerd: %s: %s\n", url, resp.error);
+	}
+	if (c)
+		http_response_clear(&resp);
+	http_client_free(c);
+	http_client_global_cleanup();
+	return ok ? 0 : 1;
 }
 
 /* Loads the config, printing every error and warning to stderr. */
@@ -398,6 +431,8 @@ int main(int argc, char **argv)
 
 	log_init();
 	parse_args(argc, argv, &o);
+	if (o.health)
+		return run_health(o.health);
 	struct config *cfg = load_config(o.config);
 	if (!cfg)
 		return EXIT_CONFIG;

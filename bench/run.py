@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""triggerd benchmark: one run, side by side, a table of ratios.
+
+Measures on this machine, in one run (see bench/README or the project
+README for the targets):
+  1. POST /v1/events at 64 concurrent clients (wrk): triggerd durable
+     accepts, unmatched and duplicate events; adnanh/webhook (Debian's
+     `webhook`) with a hook that matches and runs /bin/true, and one whose
+     rule does not match; a bare libmicrohttpd+jansson server (ceiling).
+  2. Dispatch: deliveries per second from triggerd's store to a local sink,
+     against a raw libcurl loop sending the same requests (ceiling).
+  3. Event-to-request latency: 202 received -> sink received, p50/p99.
+  4. Resident memory: idle, under load, after EVENTS_TOTAL events.
+  5. Config load time and per-event match cost, 10,000 triggers.
+
+Usage: bench/run.py BUILD_DIR   (bench/run.sh builds and calls this)
+Environment: BENCH_SECONDS (wrk duration, default 10), EVENTS_TOTAL
+(events for the memory-growth check, default 1000000).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build-rel")
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+EVENTS_TOTAL = int(os.environ.get("EVENTS_TOTAL", "1000000"))
+JOB = "0b9d5c55-6c2e-4d0a-9b6f-3f8e2a1c7d10"
+WORK = tempfile.mkdtemp(prefix="triggerd-bench-")
+procs = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"bench: nothing listens on {port}")
+
+
+def start(argv, **kw):
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(WORK, os.path.basename(argv[0]) + ".log"), "ab"),
+                         **kw)
+    procs.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench-token"
+local mode = "%s"
+local n = 0
+local seed = math.random(1, 1000000000)
+request = function()
+  n = n + 1
+  local exec = (mode == "duplicate") and "dup" or (seed .. "-" .. n)
+  local status = (mode == "unmatched") and "FAILED" or "FINISHED"
+  local body = '{"job_id":"%s","connection_id":"5f1e7a2b-93c4-4e1d-8a6f-2b7c9d0e1f23","schema_name":"raw_shop","table_name":"orders","execution_id":"' .. exec .. '","status":"' .. status .. '","rows":"12345","triggered_by":"Erathos Schedule","finished_at_date":"2026-11-27","finished_at_time":"06:42"}'
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def wrk(url, mode, seconds=SECONDS, conns=64, during=None):
+    script = os.path.join(WORK, f"{mode}.lua")
+    with open(script, "w") as f:
+        f.write(LUA % (mode, JOB))
+    t = None
+    if during:
+        t = threading.Thread(target=during)
+        t.start()
+    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s",
+                          "--latency", "-s", script, url],
+                         capture_output=True, text=True, check=True).stdout
+    if t:
+        t.join()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"),
+            "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def triggerd_config(port, sink_port, workers=4, inflight=1):
+    path = os.path.join(WORK, f"triggerd-{port}.yaml")
+    with open(path, "w") as f:
+        f.write(f"""
+server:
+  listen: "127.0.0.1:{port}"
+  auth: {{tokens: ["${{{{secrets.inbound}}}}"]}}
+store: {{path: "{WORK}/store-{port}.db"}}
+dispatch: {{workers: {workers}, max_in_flight_per_trigger: {inflight}}}
+secrets:
+  inbound: {{env: BENCH_INBOUND}}
+  dbt: {{env: BENCH_DBT}}
+triggers:
+  - name: dbt-bench
+    method: POST
+    url: "http://127.0.0.1:{sink_port}/api/v2/accounts/1/jobs/42/run/"
+    header: {{Accept: application/json, Authorization: "Bearer ${{{{secrets.dbt}}}}"}}
+    body: {{cause: "finished job on Erathos platform triggered by ${{{{erathos.triggered_by}}}}"}}
+    rules: [{{variable_name: STATUS, operation: EQUAL, value: FINISHED}}]
+    jobs: ["{JOB}"]
+""")
+    return path
+
+
+def start_triggerd(port, sink_port, **kw):
+    env = dict(os.environ, BENCH_INBOUND="bench-token", BENCH_DBT="dbt-token")
+    p = start([os.path.join(BUILD, "triggerd"), "-c",
+               triggerd_config(port, sink_port, **kw), "--log-level", "error"],
+              env=env)
+    wait_port(port)
+    return p
+
+
+def webhook_hooks(match):
+    path = os.path.join(WORK, f"hooks-{match}.json")
+    value = "FINISHED" if match else "NEVER"
+    hooks = [{"id": "erathos", "execute-command": "/bin/true",
+              "trigger-rule": {"and": [
+                  {"match": {"type": "value", "value": value,
+                             "parameter": {"source": "payload", "name": "status"}}},
+                  {"match": {"type": "value", "value": JOB,
+                             "parameter": {"source": "payload", "name": "job_id"}}}]}}]
+    with open(path, "w") as f:
+        json.dump(hooks, f)
+    return path
+
+
+def bench_accepts(rows):
+    sink_port = free_port()
+    sink = start([os.path.join(BUILD, "bench_sink"), str(sink_port),
+                  os.path.join(WORK, "sink-accepts.txt")])
+    wait_port(sink_port)
+    port = free_port()
+    td = start_triggerd(port, sink_port)
+    time.sleep(1)  # let it settle before reading idle memory
+    idle = rss_kib(td.pid)
+    peak = [idle]
+
+    def sample():
+        end = time.time() + SECONDS - 1
+        while time.time() < end:
+            peak[0] = max(peak[0], rss_kib(td.pid))
+            time.sleep(0.2)
+
+    url = f"http://127.0.0.1:{port}/v1/events"
+    rows["triggerd accepted"] = wrk(url, "accepted", during=sample)
+    rows["triggerd unmatched"] = wrk(url, "unmatched")
+    wrk(url, "duplicate", seconds=1, conns=1)  # seed the key
+    rows["triggerd duplicate"] = wrk(url, "duplicate")
+    stop(td)
+    stop(sink)
+
+    cport = free_port()
+    ceiling = start([os.path.join(BUILD, "bench_ceiling"), str(cport)])
+    wait_port(cport)
+    rows["ceiling (MHD+jansson)"] = wrk(f"http://127.0.0.1:{cport}/v1/events", "accepted")
+    stop(ceiling)
+
+    for match in (True, False):
+        wport = free_port()
+        wh = start(["webhook", "-hooks", webhook_hooks(match), "-ip", "127.0.0.1",
+                    "-port", str(wport)])
+        wait_port(wport)
+        name = "webhook matched (/bin/true)" if match else "webhook unmatched"
+        rows[name] = wrk(f"http://127.0.0.1:{wport}/hooks/erathos", "accepted")
+        stop(wh)
+    return idle, peak[0]
+
+
+def post(port, body, token="bench-token"):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/events", data=body.encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, json.loads(r.read())
+
+
+def wait_drained(port, timeout=300):
+    """Polls /metrics until no delivery is pending."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        m = urllib.request.urlopen(url).read().decode()
+        if re.search(r"^triggerd_deliveries_pending 0$", m, re.M):
+            return
+        time.sleep(0.02)
+    raise SystemExit("bench: deliveries did not drain")
+
+
+def read_sink(path):
+    got = {}
+    with open(path) as f:
+        for line in f:
+            key, ns = line.split()
+            got.setdefault(key, int(ns))
+    return got
+
+
+def bench_dispatch_and_latency(results):
+    # Latency: one event at a time, 202 time vs sink receive time.
+    sink_port = free_port()
+    sink_file = os.path.join(WORK, "sink-latency.txt")
+    sink = start([os.path.join(BUILD, "bench_sink"), str(sink_port), sink_file])
+    wait_port(sink_port)
+    port = free_port()
+    td = start_triggerd(port, sink_port)
+    sent = {}
+    for i in range(2000):
+        body = json.dumps({"job_id": JOB, "status": "FINISHED", "execution_id": f"lat-{i}",
+                           "table_name": "orders", "triggered_by": "bench"})
+        status, ans = post(port, body)
+        sent[ans["deliveries"][0]["id"]] = time.time_ns()
+    wait_drained(port)
+    stop(td)
+    stop(sink)
+    got = read_sink(sink_file)
+    lat = sorted((got[k] - t) / 1e6 for k, t in sent.items() if k in got)
+    results["latency_ms"] = (statistics.median(lat), lat[int(len(lat) * 0.99) - 1], len(lat))
+
+    # Dispatch: N events accepted while the sink is down (they wait),
+    # then the sink comes up and triggerd drains the store.
+    sink_port = free_port()
+    port = free_port()
+    td = start_triggerd(port, sink_port, workers=4, inflight=4)
+    subprocess.run(["wrk", "-t2", "-c64", "-d3s", "-s", os.path.join(WORK, "accepted.lua"),
+                    f"http://127.0.0.1:{port}/v1/events"], capture_output=True, check=True)
+    stop(td)
+    count = int(subprocess.run(["python3", "-c", f"""
+import sqlite3; c = sqlite3.connect('{WORK}/store-{port}.db')
+c.execute("UPDATE deliveries SET next_at = 0 WHERE state = 'pending'")
+c.commit(); print(c.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'").fetchone()[0])
+"""], capture_output=True, text=True, check=True).stdout.strip() or 0)
+    sink_file = os.path.join(WORK, "sink-dispatch.txt")
+    sink = start([os.path.join(BUILD, "bench_sink"), str(sink_port), sink_file])
+    wait_port(sink_port)
+    t0 = time.time()
+    td = start_triggerd(port, sink_port, workers=4, inflight=4)
+    wait_drained(port)
+    secs = time.time() - t0
+    stop(td)
+    stop(sink)
+    results["dispatch"] = (count / secs, count)
+    sink_port = free_port()
+    sink = start([os.path.join(BUILD, "bench_sink"), str(sink_port), os.path.join(WORK, "sink-raw.txt")])
+    wait_port(sink_port)
+    raw = subprocess.run([os.path.join(BUILD, "bench_curlloop"),
+                          f"http://127.0.0.1:{sink_port}/api/v2/accounts/1/jobs/42/run/",
+                          str(count), "4"], capture_output=True, text=True, check=True)
+    stop(sink)
+    results["raw_curl"] = float(raw.stdout.strip())
+
+
+def bench_memory_growth(results):
+    sink_port = free_port()
+    sink = start([os.path.join(BUILD, "bench_sink"), str(sink_port), os.path.join(WORK, "sink-mem.txt")])
+    wait_port(sink_port)
+    port = free_port()
+    td = start_triggerd(port, sink_port, workers=4, inflight=4)
+    script = os.path.join(WORK, "accepted.lua")
+    before = rss_kib(td.pid)
+    done = 0
+    samples = []
+    while done < EVENTS_TOTAL:
+        out = subprocess.run(["wrk", "-t2", "-c64", "-d5s", "-s", script,
+                              f"http://127.0.0.1:{port}/v1/events"],
+                             capture_output=True, text=True, check=True).stdout
+        done += int(re.search(r"(\d+) requests in", out).group(1))
+        samples.append((done, rss_kib(td.pid)))
+    results["memory_growth"] = (before, samples)
+    stop(td)
+    stop(sink)
+
+
+def main():
+    rows = {}
+    results = {}
+    try:
+        idle, load = bench_accepts(rows)
+        bench_dispatch_and_latency(results)
+        cb = subprocess.run([os.path.join(BUILD, "bench_config"), "10000", "200000"],
+                            capture_output=True, text=True)
+        results["config"] = cb.stdout + cb.stderr
+        if EVENTS_TOTAL > 0:
+            bench_memory_growth(results)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        shutil.rmtree(WORK, ignore_errors=True)
+
+    ceiling = rows["ceiling (MHD+jansson)"]["rps"]
+    webhook = rows["webhook matched (/bin/true)"]["rps"]
+    print(f"\n== POST /v1/events, 64 connections, {SECONDS}s each (wrk)")
+    print(f"{'server':32} {'req/s':>10} {'p50':>9} {'p99':>9} {'non-2xx':>8} {'x ceiling':>10} {'x webhook':>10}")
+    for name, r in rows.items():
+        print(f"{name:32} {r['rps']:>10.0f} {r['p50']:>9} {r['p99']:>9} {r['errors']:>8} "
+              f"{r['rps'] / ceiling:>10.2f} {r['rps'] / webhook:>10.1f}")
+    d, count = results["dispatch"]
+    print(f"\n== dispatch, {count} deliveries, 4 workers, 4 in flight")
+    print(f"triggerd {d:.0f}/s   raw libcurl loop {results['raw_curl']:.0f}/s   "
+          f"ratio {d / results['raw_curl']:.2f}")
+    p50, p99, n = results["latency_ms"]
+    print(f"\n== event-to-request latency ({n} events, one at a time)")
+    print(f"p50 {p50:.2f} ms   p99 {p99:.2f} ms")
+    print(f"\n== resident memory\nidle {idle / 1024:.1f} MiB   under load (peak) {load / 1024:.1f} MiB")
+    if "memory_growth" in results:
+        before, samples = results["memory_growth"]
+        print("after N accepted events: " + ", ".join(
+            f"{n // 1000}k {k / 1024:.1f} MiB" for n, k in samples[:: max(1, len(samples) // 8)] + samples[-1:]))
+    print(f"\n== 10,000 triggers\n{results['config'].strip()}")
+
+
+if __name__ == "__main__":
+    main()

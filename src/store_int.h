@@ -1,0 +1,113 @@
+/*
+ * store_int — what the store's own files share (store.c, store_writer.c,
+ * store_read.c). Not an interface: other modules see include/store.h only.
+ *
+ * DESIGN: store.c opens the database, creates or migrates the schema,
+ * prepares every statement and starts the writer thread; store_writer.c is
+ * the writer (job queue, group commit) and the functions that submit jobs;
+ * store_read.c serves reads on the second connection and the admin JSON.
+ * struct store is shared by all three: the writer fields are touched only
+ * by the writer thread (or by store.c before it starts and after it
+ * stops), the read connection only under rlock, the queue only under qlock.
+ */
+#ifndef TRIGGERD_STORE_INT_H
+#define TRIGGERD_STORE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/* The writer's statements (SQL in store_writer.c). */
+enum wstmt {
+	W_BEGIN,
+	W_COMMIT,
+	W_ROLLBACK,
+	W_SAVEPOINT,
+	W_RELEASE,
+	W_ROLLBACK_TO,
+	W_DEDUP_GET,
+	W_DEDUP_PUT,
+	W_DEDUP_PRUNE,
+	W_EVENT_PUT,
+	W_DELIVERY_PUT,
+	W_ATTEMPT_APPLY,
+	W_ATTEMPT_PUT,
+	W_RETRY,
+	W_EXISTS,
+	W_CANCEL,
+	W_PROBE,
+	W_COUNT
+};
+
+/* The read connection's statements (SQL in store_read.c). */
+enum rstmt {
+	R_BEGIN,
+	R_END,
+	R_DEDUP,
+	R_DUE,
+	R_COUNT,
+	R_LIST_ALL,
+	R_LIST_STATE,
+	R_LIST_TRIGGER,
+	R_LIST_BOTH,
+	R_GET,
+	R_HISTORY,
+	R_COUNT_STMTS
+};
+
+extern const char *const store_writer_sql[W_COUNT];
+extern const char *const store_read_sql[R_COUNT_STMTS];
+
+struct job;
+
+struct store {
+	sqlite3 *wdb; /* the writer thread's, once started */
+	sqlite3_stmt *w[W_COUNT];
+	int64_t max_window_ms; /* writer only: largest dedup window seen */
+	int failing;	       /* writer only: the last commit failed */
+	int wal_frames;	       /* writer only: frames in the WAL after commit */
+
+	pthread_mutex_t rlock; /* guards rdb and its statements */
+	sqlite3 *rdb;
+	sqlite3_stmt *r[R_COUNT_STMTS];
+
+	pthread_mutex_t qlock; /* guards the queue and job->done */
+	pthread_cond_t qcond;  /* the writer waits here for jobs */
+	struct job *head, *tail;
+	int stopping;
+	int started;
+	pthread_t writer;
+};
+
+/* Steps s to completion, then resets it and clears its bindings; returns
+ * the SQLite code of the last step (SQLITE_DONE on success). */
+int store_run_stmt(sqlite3_stmt *s);
+
+/* Resets s and clears its bindings (after reading rows). */
+void store_done_stmt(sqlite3_stmt *s);
+
+/* The earliest time still inside a window ending at now, without overflow. */
+int64_t store_window_start(int64_t now_ms, int64_t window_ms);
+
+/* Runs a dedup SELECT (key ?1, since ?2): 1 and the event id if the key
+ * was accepted after since, 0 if not, -1 on error. */
+int store_dedup_find(sqlite3_stmt *s, const char *key, int64_t since,
+		     char event_id[UTIL_ID_LEN]);
+
+/* The strings as a JSON array, text for json_each(?); free(). NULL if out
+ * of memory or a string is not UTF-8. */
+char *store_json_list(const char *const *v, size_t n);
+
+/* Binds t, or NULL when t is NULL. */
+void store_bind_opt_text(sqlite3_stmt *s, int i, const char *t);
+
+/* The writer thread's body (arg: the store). */
+void *store_writer_main(void *arg);
+
+/* SQLite's WAL hook on the write connection: replaces the automatic
+ * checkpoint, which the writer runs itself after completing a batch. */
+int store_writer_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
+
+#endif

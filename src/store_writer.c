@@ -1,0 +1,492 @@
+/*
+ * store_writer — the store's writer thread and the calls that queue work
+ * for it (store_accept, store_record_attempt, store_retry,
+ * store_cancel_inactive, store_writable).
+ *
+ * DESIGN: one thread owns the write connection. Callers queue a job under
+ * qlock; the writer takes every job queued at that moment, runs them in one
+ * BEGIN IMMEDIATE transaction, each inside SAVEPOINT job (one failing job
+ * is rolled back alone), prunes a bounded number of expired dedup rows and
+ * COMMITs: one fsync (synchronous=FULL) for the whole batch. Then it
+ * completes the jobs: a blocking job's caller waits on the job's own
+ * condition variable, an attempt job gets its callback. A failed COMMIT
+ * (disk full, I/O error) is rolled back and fails every job of the batch;
+ * the next batch simply tries again. After completing a batch the writer
+ * checkpoints the WAL if it has grown, so no caller waits for that.
+ */
+#include "store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define PRUNE_PER_BATCH 256    /* expired dedup rows deleted per commit */
+#define CHECKPOINT_FRAMES 1000 /* SQLite's default autocheckpoint size */
+
+const char *const store_writer_sql[W_COUNT] = {
+    [W_BEGIN] = "BEGIN IMMEDIATE",
+    [W_COMMIT] = "COMMIT",
+    [W_ROLLBACK] = "ROLLBACK",
+    [W_SAVEPOINT] = "SAVEPOINT job",
+    [W_RELEASE] = "RELEASE job",
+    [W_ROLLBACK_TO] = "ROLLBACK TO job",
+    [W_DEDUP_GET] = "SELECT event_id FROM dedup"
+		    " WHERE \"key\" = ?1 AND at > ?2",
+    [W_DEDUP_PUT] = "INSERT OR REPLACE INTO dedup(\"key\", event_id, at)"
+		    " VALUES (?1, ?2, ?3)",
+    [W_DEDUP_PRUNE] = "DELETE FROM dedup WHERE rowid IN (SELECT rowid"
+		      " FROM dedup WHERE at < ?1 ORDER BY at LIMIT ?2)",
+    [W_EVENT_PUT] = "INSERT INTO events(id, body, accepted_at)"
+		    " VALUES (?1, ?2, ?3)",
+    [W_DELIVERY_PUT] = "INSERT INTO deliveries(id, event_id, \"trigger\","
+		       " state, attempts, next_at, created_at,"
+		       " accepted_at, updated_at) VALUES"
+		       " (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4, ?4)",
+    /* Both CASEs see the old row: an attempt that was in flight when a
+     * reload cancelled its delivery must not revive it as pending. */
+    [W_ATTEMPT_APPLY] = "UPDATE deliveries SET attempts = attempts + 1,"
+			" last_status = ?1, last_error = ?2,"
+			" updated_at = ?3,"
+			" next_at = CASE WHEN ?4 = 'pending' AND"
+			"  state <> 'cancelled' THEN ?5 END,"
+			" state = CASE WHEN ?4 = 'pending' AND"
+			"  state = 'cancelled' THEN state ELSE ?4 END"
+			" WHERE id = ?6",
+    [W_ATTEMPT_PUT] = "INSERT INTO attempts(delivery_id, at, status,"
+		      " error, ms, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [W_RETRY] = "UPDATE deliveries SET state = 'pending', attempts = 0,"
+		" next_at = ?2, accepted_at = ?2, updated_at = ?2"
+		" WHERE id = ?1 AND state IN ('failed', 'cancelled')",
+    [W_EXISTS] = "SELECT 1 FROM deliveries WHERE id = ?1",
+    [W_CANCEL] = "UPDATE deliveries SET state = 'cancelled',"
+		 " next_at = NULL, updated_at = ?2"
+		 " WHERE state = 'pending' AND \"trigger\" NOT IN"
+		 " (SELECT value FROM json_each(?1))",
+    [W_PROBE] = "INSERT OR REPLACE INTO meta(\"key\", value)"
+		" VALUES ('probe_at', ?1)",
+};
+
+enum job_kind { JOB_ACCEPT, JOB_ATTEMPT, JOB_RETRY, JOB_CANCEL, JOB_PROBE };
+
+/* One change for the writer. Blocking jobs live on their caller's stack;
+ * attempt jobs are heap copies freed by the writer after their callback. */
+struct job {
+	enum job_kind kind;
+	struct job *next;
+	int rc;	  /* the job's result; -1 if its batch did not commit */
+	int done; /* blocking jobs: set under qlock once rc is final */
+	pthread_cond_t cond;
+	union {
+		struct {
+			const struct store_event_in *in;
+			struct store_event_out *out;
+		} acc;
+		struct {
+			char *id, *error, *response;
+			size_t response_len;
+			int status;
+			int64_t at_ms, ms, next_at_ms;
+			enum store_state state;
+			void (*done)(void *ctx, int rc);
+			void *ctx;
+		} att;
+		struct {
+			const char *id;
+			int64_t now_ms;
+		} retry;
+		struct {
+			const char *active_json;
+		} cancel;
+	} u;
+};
+
+/* Replaces the automatic checkpoint: only notes the WAL's size. */
+int store_writer_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct store *st = arg;
+
+	st->wal_frames = frames;
+	return SQLITE_OK;
+}
+
+/* Stores the event and its deliveries unless the key is a duplicate. The
+ * dedup row is written only when there is a delivery: SPEC remembers keys
+ * of accepted (202) events only, and an event that matched nothing is not
+ * one. */
+static int apply_accept(struct store *st, struct job *j, int64_t now)
+{
+	const struct store_event_in *in = j->u.acc.in;
+	struct store_event_out *out = j->u.acc.out;
+	int dedup = in->dedup_key && in->dedup_window_ms > 0;
+	sqlite3_stmt *s;
+
+	out->duplicate = 0;
+	if (dedup) {
+		int64_t since = store_window_start(now, in->dedup_window_ms);
+		int r = store_dedup_find(st->w[W_DEDUP_GET], in->dedup_key,
+					 since, out->event_id);
+		if (r != 0) {
+			out->duplicate = r == 1;
+			return r < 0 ? -1 : 0;
+		}
+	}
+	util_new_id(out->event_id, "ev");
+	s = st->w[W_EVENT_PUT];
+	sqlite3_bind_text(s, 1, out->event_id, -1, SQLITE_STATIC);
+	/* a non-NULL pointer keeps an empty body an empty blob, not NULL */
+	sqlite3_bind_blob64(s, 2, in->body ? in->body : "", in->body_len,
+			    SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now);
+	if (store_run_stmt(s) != SQLITE_DONE)
+		return -1;
+	s = st->w[W_DELIVERY_PUT];
+	for (size_t i = 0; i < in->ntriggers; i++) {
+		util_new_id(out->delivery_ids[i], "dl");
+		sqlite3_bind_text(s, 1, out->delivery_ids[i], -1,
+				  SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, out->event_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, in->triggers[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, now);
+		if (store_run_stmt(s) != SQLITE_DONE)
+			return -1;
+	}
+	if (!dedup || in->ntriggers == 0)
+		return 0;
+	s = st->w[W_DEDUP_PUT];
+	sqlite3_bind_text(s, 1, in->dedup_key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, out->event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now);
+	if (store_run_stmt(s) != SQLITE_DONE)
+		return -1;
+	if (in->dedup_window_ms > st->max_window_ms)
+		st->max_window_ms = in->dedup_window_ms;
+	return 0;
+}
+
+/* Moves the delivery, then appends the attempt to its history; an unknown
+ * id fails the job. */
+static int apply_attempt(struct store *st, struct job *j, int64_t now)
+{
+	sqlite3_stmt *s = st->w[W_ATTEMPT_APPLY];
+
+	if (j->u.att.status > 0)
+		sqlite3_bind_int(s, 1, j->u.att.status);
+	store_bind_opt_text(s, 2, j->u.att.error);
+	sqlite3_bind_int64(s, 3, now);
+	sqlite3_bind_text(s, 4, store_state_name(j->u.att.state), -1,
+			  SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, j->u.att.next_at_ms);
+	sqlite3_bind_text(s, 6, j->u.att.id, -1, SQLITE_STATIC);
+	if (store_run_stmt(s) != SQLITE_DONE)
+		return -1;
+	if (sqlite3_changes(st->wdb) == 0) {
+		log_kv(LOG_WARN, "attempt for an unknown delivery", "delivery",
+		       j->u.att.id, NULL);
+		return -1;
+	}
+	s = st->w[W_ATTEMPT_PUT];
+	sqlite3_bind_text(s, 1, j->u.att.id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, j->u.att.at_ms);
+	if (j->u.att.status > 0)
+		sqlite3_bind_int(s, 3, j->u.att.status);
+	store_bind_opt_text(s, 4, j->u.att.error);
+	sqlite3_bind_int64(s, 5, j->u.att.ms);
+	if (j->u.att.response)
+		sqlite3_bind_blob64(s, 6, j->u.att.response,
+				    j->u.att.response_len, SQLITE_STATIC);
+	return store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
+}
+
+static int apply_retry(struct store *st, struct job *j)
+{
+	sqlite3_stmt *s = st->w[W_RETRY];
+	int rc;
+
+	sqlite3_bind_text(s, 1, j->u.retry.id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, j->u.retry.now_ms);
+	if (store_run_stmt(s) != SQLITE_DONE)
+		return -1;
+	if (sqlite3_changes(st->wdb) > 0)
+		return 0;
+	s = st->w[W_EXISTS];
+	sqlite3_bind_text(s, 1, j->u.retry.id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	store_done_stmt(s);
+	return rc == SQLITE_ROW ? 2 : rc == SQLITE_DONE ? 1 : -1;
+}
+
+static int apply_simple(struct store *st, struct job *j, int64_t now)
+{
+	sqlite3_stmt *s;
+
+	if (j->kind == JOB_CANCEL) {
+		s = st->w[W_CANCEL];
+		sqlite3_bind_text(s, 1, j->u.cancel.active_json, -1,
+				  SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, now);
+		if (store_run_stmt(s) != SQLITE_DONE)
+			return -1;
+		return sqlite3_changes(st->wdb);
+	}
+	s = st->w[W_PROBE];
+	sqlite3_bind_int64(s, 1, now);
+	return store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
+}
+
+/* Runs one job inside its own savepoint: its result, or -1 with every
+ * change it made undone. */
+static int run_job(struct store *st, struct job *j, int64_t now)
+{
+	int rc;
+
+	if (store_run_stmt(st->w[W_SAVEPOINT]) != SQLITE_DONE)
+		return -1;
+	switch (j->kind) {
+	case JOB_ACCEPT: rc = apply_accept(st, j, now); break;
+	case JOB_ATTEMPT: rc = apply_attempt(st, j, now); break;
+	case JOB_RETRY: rc = apply_retry(st, j); break;
+	default: rc = apply_simple(st, j, now); break;
+	}
+	if (rc < 0)
+		store_run_stmt(st->w[W_ROLLBACK_TO]);
+	store_run_stmt(st->w[W_RELEASE]);
+	return rc;
+}
+
+/* Deletes a bounded number of dedup rows older than the largest window
+ * any accept has used, so the table does not grow without end. */
+static void prune_dedup(struct store *st, int64_t now)
+{
+	sqlite3_stmt *s = st->w[W_DEDUP_PRUNE];
+
+	if (st->max_window_ms <= 0)
+		return;
+	sqlite3_bind_int64(s, 1, store_window_start(now, st->max_window_ms));
+	sqlite3_bind_int(s, 2, PRUNE_PER_BATCH);
+	store_run_stmt(s); /* a failure here only delays pruning */
+}
+
+static void fail_batch(struct job *batch)
+{
+	for (struct job *j = batch; j; j = j->next)
+		j->rc = -1;
+}
+
+/* Commits every job of batch in one transaction, or none of them. */
+static void run_batch(struct store *st, struct job *batch)
+{
+	int64_t now = util_now_ms();
+	int rc;
+
+	/* a transaction left open by a failed ROLLBACK would block BEGIN */
+	if (!sqlite3_get_autocommit(st->wdb))
+		store_run_stmt(st->w[W_ROLLBACK]);
+	rc = store_run_stmt(st->w[W_BEGIN]);
+	for (struct job *j = batch; rc == SQLITE_DONE && j; j = j->next) {
+		j->rc = run_job(st, j, now);
+		/* On disk full or I/O errors SQLite may roll back the whole
+		 * transaction by itself: then earlier jobs are gone too. */
+		if (j->rc < 0 && sqlite3_get_autocommit(st->wdb))
+			rc = sqlite3_errcode(st->wdb);
+	}
+	if (rc == SQLITE_DONE) {
+		prune_dedup(st, now);
+		rc = store_run_stmt(st->w[W_COMMIT]);
+	}
+	if (rc == SQLITE_DONE) {
+		if (st->failing)
+			log_kv(LOG_INFO, "store commits again", NULL);
+		st->failing = 0;
+		return;
+	}
+	if (!sqlite3_get_autocommit(st->wdb))
+		store_run_stmt(st->w[W_ROLLBACK]);
+	fail_batch(batch);
+	/* Logged once when commits start failing, not at every request or
+	 * readiness probe while the disk stays full. */
+	if (!st->failing)
+		log_kv(LOG_ERROR, "store cannot commit", "error",
+		       sqlite3_errstr(rc), NULL);
+	st->failing = 1;
+}
+
+static void job_free(struct job *j)
+{
+	free(j->u.att.id);
+	free(j->u.att.error);
+	free(j->u.att.response);
+	free(j);
+}
+
+/* Hands every job its result. A blocking job's owner may free it as soon
+ * as qlock is released, so next is read before. */
+static void finish_batch(struct store *st, struct job *batch)
+{
+	struct job *next;
+
+	for (struct job *j = batch; j; j = next) {
+		next = j->next;
+		if (j->kind == JOB_ATTEMPT) {
+			if (j->u.att.done)
+				j->u.att.done(j->u.att.ctx, j->rc < 0 ? -1 : 0);
+			job_free(j);
+			continue;
+		}
+		pthread_mutex_lock(&st->qlock);
+		j->done = 1;
+		pthread_cond_signal(&j->cond);
+		pthread_mutex_unlock(&st->qlock);
+	}
+}
+
+void *store_writer_main(void *arg)
+{
+	struct store *st = arg;
+	struct job *batch;
+
+	pthread_mutex_lock(&st->qlock);
+	for (;;) {
+		while (!st->head && !st->stopping)
+			pthread_cond_wait(&st->qcond, &st->qlock);
+		if (!st->head)
+			break;
+		/* Take everything queued: it all shares one commit. */
+		batch = st->head;
+		st->head = st->tail = NULL;
+		pthread_mutex_unlock(&st->qlock);
+		run_batch(st, batch);
+		finish_batch(st, batch);
+		if (st->wal_frames >= CHECKPOINT_FRAMES) {
+			/* if it fails (disk full), a later batch retries */
+			sqlite3_wal_checkpoint_v2(st->wdb, NULL,
+						  SQLITE_CHECKPOINT_PASSIVE,
+						  NULL, NULL);
+			st->wal_frames = 0;
+		}
+		pthread_mutex_lock(&st->qlock);
+	}
+	pthread_mutex_unlock(&st->qlock);
+	return NULL;
+}
+
+/* ---- submitting jobs (any thread) ---- */
+
+static void enqueue_locked(struct store *st, struct job *j)
+{
+	j->next = NULL;
+	if (st->tail)
+		st->tail->next = j;
+	else
+		st->head = j;
+	st->tail = j;
+	pthread_cond_signal(&st->qcond);
+}
+
+/* Queues j and waits until its batch is committed or failed; j->rc. */
+static int submit_wait(struct store *st, struct job *j)
+{
+	int rc = -1;
+
+	pthread_cond_init(&j->cond, NULL);
+	j->done = 0;
+	pthread_mutex_lock(&st->qlock);
+	if (!st->stopping) {
+		enqueue_locked(st, j);
+		while (!j->done)
+			pthread_cond_wait(&j->cond, &st->qlock);
+		rc = j->rc;
+	}
+	pthread_mutex_unlock(&st->qlock);
+	pthread_cond_destroy(&j->cond);
+	return rc;
+}
+
+int store_accept(struct store *st, const struct store_event_in *in,
+		 struct store_event_out *out)
+{
+	struct job j = {.kind = JOB_ACCEPT, .u.acc = {in, out}};
+
+	if (in->ntriggers > 0 && (!in->triggers || !out->delivery_ids))
+		return -1;
+	return submit_wait(st, &j) < 0 ? -1 : 0;
+}
+
+int store_writable(struct store *st)
+{
+	struct job j = {.kind = JOB_PROBE};
+
+	return submit_wait(st, &j) == 0;
+}
+
+/*
+ * Queues the attempt (copying everything it needs) and returns at once:
+ * 0 if queued, and done will be called from the writer thread; -1 if it
+ * could not be queued (out of memory, store closing), and done will NOT be
+ * called. done must not call a blocking store function.
+ */
+int store_record_attempt(struct store *st, const char *id,
+			 const struct store_attempt *a, enum store_state state,
+			 int64_t next_at_ms, void (*done)(void *ctx, int rc),
+			 void *ctx)
+{
+	struct job *j = calloc(1, sizeof *j);
+	size_t rlen = a->response ? a->response_len : 0;
+
+	if ((unsigned)state > STORE_CANCELLED || !j) {
+		free(j);
+		return -1;
+	}
+	j->kind = JOB_ATTEMPT;
+	j->u.att.id = strdup(id);
+	j->u.att.error = a->error ? strdup(a->error) : NULL;
+	if (rlen > STORE_RESPONSE_MAX)
+		rlen = STORE_RESPONSE_MAX;
+	j->u.att.response = a->response ? malloc(rlen + 1) : NULL;
+	if (!j->u.att.id || (a->error && !j->u.att.error) ||
+	    (a->response && !j->u.att.response))
+		goto fail;
+	if (j->u.att.response)
+		memcpy(j->u.att.response, a->response, rlen);
+	j->u.att.response_len = rlen;
+	j->u.att.status = a->status;
+	j->u.att.at_ms = a->at_ms;
+	j->u.att.ms = a->ms;
+	j->u.att.state = state;
+	j->u.att.next_at_ms = next_at_ms;
+	j->u.att.done = done;
+	j->u.att.ctx = ctx;
+	pthread_mutex_lock(&st->qlock);
+	if (!st->stopping) {
+		enqueue_locked(st, j);
+		j = NULL;
+	}
+	pthread_mutex_unlock(&st->qlock);
+	if (!j)
+		return 0;
+fail:
+	job_free(j);
+	return -1;
+}
+
+int store_retry(struct store *st, const char *id, int64_t now_ms)
+{
+	struct job j = {.kind = JOB_RETRY, .u.retry = {id, now_ms}};
+
+	return submit_wait(st, &j);
+}
+
+int store_cancel_inactive(struct store *st, const char *const *active,
+			  size_t nactive)
+{
+	struct job j = {.kind = JOB_CANCEL};
+	char *list = store_json_list(active, nactive);
+	int rc;
+
+	if (!list)
+		return -1;
+	j.u.cancel.active_json = list;
+	rc = submit_wait(st, &j);
+	free(list);
+	return rc;
+}

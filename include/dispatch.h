@@ -33,7 +33,11 @@ void dispatch_notify(struct dispatch *d);
 /*
  * Stops taking new deliveries, waits until deadline_mono_ms (util_mono_ms
  * clock) for attempts in flight to finish, then abandons the rest (they
- * stay pending in the store and count as not made) and frees d.
+ * stay pending in the store and count as not made) and frees d. Transfers
+ * are cancelled one second before the deadline, because libcurl notices a
+ * cancel only about once a second; if a worker has still not ended a
+ * second after the deadline, d is left allocated instead of freed.
+ * NULL is a no-op.
  */
 void dispatch_stop(struct dispatch *d, int64_t deadline_mono_ms);
 

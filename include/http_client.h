@@ -62,6 +62,11 @@ int http_client_send(struct http_client *c, const struct http_request *req,
 		     struct http_response *resp);
 void http_response_clear(struct http_response *resp);
 
+/* Writes url's host name (no port, no user info) into out, for messages
+ * and logs that must not show the whole URL. 0, or -1 (and "the server"
+ * in out) if the URL does not parse. */
+int http_url_host(const char *url, char *out, size_t outlen);
+
 /* Parses a Retry-After value: seconds or an HTTP-date, relative to now_ms.
  * Milliseconds to wait (>= 0), or -1 if it does not parse. */
 int64_t http_parse_retry_after(const char *v, int64_t now_ms);

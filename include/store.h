@@ -139,10 +139,15 @@ int store_record_attempt(struct store *st, const char *id,
 /*
  * Moves every pending delivery whose trigger is not in active (names of
  * the triggers that exist and are active) to cancelled. Blocks until
- * committed. Returns how many were cancelled, or -1.
+ * committed. Returns how many were cancelled, or -1. If each is not NULL
+ * it is called from the writer thread, before the commit, once per
+ * cancelled delivery with its trigger's name: count those calls only when
+ * the function then returns >= 0.
  */
 int store_cancel_inactive(struct store *st, const char *const *active,
-			  size_t nactive);
+			  size_t nactive,
+			  void (*each)(void *ctx, const char *trigger),
+			  void *ctx);
 
 /* Number of pending deliveries, or -1. */
 int64_t store_count_pending(struct store *st);

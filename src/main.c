@@ -149,18 +149,30 @@ static int run_health(const char *url)
 	return ok ? 0 : 1;
 }
 
-/* Loads the config, printing every error and warning to stderr. */
-static struct config *load_config(const char *path)
+/* Loads the config, printing every error and warning to stderr: as they
+ * are for --check and --dry-run, as log records for the daemon. */
+static struct config *load_config(const char *path, int as_log)
 {
 	struct config_diag diag = {0};
 	struct config *cfg = config_load(path, &diag);
 
-	for (size_t i = 0; i < diag.nlines; i++)
-		fprintf(stderr, "%s\n", diag.lines[i]);
-	if (!cfg)
+	for (size_t i = 0; i < diag.nlines; i++) {
+		if (as_log)
+			log_kv(cfg ? LOG_WARN : LOG_ERROR, "config", "detail",
+			       diag.lines[i], NULL);
+		else
+			fprintf(stderr, "%s\n", diag.lines[i]);
+	}
+	if (!cfg && as_log) {
+		char n[16];
+		snprintf(n, sizeof n, "%d", diag.nerrors);
+		log_kv(LOG_ERROR, "invalid configuration", "config", path,
+		       "errors", n, NULL);
+	} else if (!cfg) {
 		fprintf(stderr, "triggerd: %s: %d error%s, %d warning%s\n",
 			path, diag.nerrors, diag.nerrors == 1 ? "" : "s",
 			diag.nwarnings, diag.nwarnings == 1 ? "" : "s");
+	}
 	config_diag_clear(&diag);
 	return cfg;
 }
@@ -299,17 +311,48 @@ static int run_dry(const struct config *cfg, const char *path)
 	return 0;
 }
 
+/* Collects the trigger of each delivery a reload cancels (writer thread). */
+static void note_cancelled(void *ctx, const char *trigger)
+{
+	struct buf *names = ctx;
+	buf_append(names, trigger, strlen(trigger) + 1);
+}
+
+/* Cancels the pending deliveries of triggers that cfg removed or
+ * deactivated, and counts them. */
+static void cancel_inactive(struct store *st, const struct config *cfg)
+{
+	const char **active = calloc(cfg->ntriggers + 1, sizeof *active);
+	struct buf names;
+	size_t n = 0;
+	char num[24];
+
+	if (!active)
+		return;
+	for (size_t i = 0; i < cfg->ntriggers; i++)
+		if (cfg->triggers[i].active)
+			active[n++] = cfg->triggers[i].name;
+	buf_init(&names, (size_t)64 << 20);
+	int cancelled = store_cancel_inactive(st, active, n, note_cancelled,
+					      &names);
+	for (size_t off = 0; cancelled > 0 && off < names.len;
+	     off += strlen(names.data + off) + 1)
+		metrics_delivery(names.data + off, "cancelled");
+	snprintf(num, sizeof num, "%d", cancelled);
+	log_kv(cancelled < 0 ? LOG_ERROR : LOG_INFO,
+	       cancelled < 0 ? "could not cancel the deliveries of removed triggers"
+			     : "deliveries of removed or inactive triggers cancelled",
+	       "count", num, NULL);
+	buf_free(&names);
+	free(active);
+}
+
 /* SIGHUP: a valid new config replaces the old one; otherwise it stays. */
 static void reload(struct config_slot *slot, struct store *st,
 		   struct dispatch *d, const char *path)
 {
-	struct config_diag diag = {0};
-	struct config *cfg = config_load(path, &diag);
+	struct config *cfg = load_config(path, 1);
 
-	for (size_t i = 0; i < diag.nlines; i++)
-		log_kv(cfg ? LOG_WARN : LOG_ERROR, "config", "detail",
-		       diag.lines[i], NULL);
-	config_diag_clear(&diag);
 	if (!cfg) {
 		log_kv(LOG_ERROR, "reload failed; keeping the running config",
 		       "config", path, NULL);
@@ -324,20 +367,11 @@ static void reload(struct config_slot *slot, struct store *st,
 		       NULL);
 	config_release(old);
 
-	const char **active = calloc(cfg->ntriggers + 1, sizeof *active);
-	size_t n = 0;
-	for (size_t i = 0; active && i < cfg->ntriggers; i++)
-		if (cfg->triggers[i].active)
-			active[n++] = cfg->triggers[i].name;
 	config_slot_replace(slot, cfg);
-	if (active) {
-		int cancelled = store_cancel_inactive(st, active, n);
-		char num[24];
-		snprintf(num, sizeof num, "%d", cancelled);
-		log_kv(LOG_INFO, "config reloaded", "config", path, "cancelled",
-		       num, NULL);
-	}
-	free(active);
+	log_kv(LOG_INFO, "config reloaded", "config", path, NULL);
+	cfg = config_slot_acquire(slot);
+	cancel_inactive(st, cfg);
+	config_release(cfg);
 	metrics_reload(1);
 	dispatch_notify(d);
 }
@@ -433,7 +467,7 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &o);
 	if (o.health)
 		return run_health(o.health);
-	struct config *cfg = load_config(o.config);
+	struct config *cfg = load_config(o.config, !o.check && !o.dry_run);
 	if (!cfg)
 		return EXIT_CONFIG;
 	if (o.check || o.dry_run) {

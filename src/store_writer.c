@@ -62,7 +62,7 @@ const char *const store_writer_sql[W_COUNT] = {
     [W_CANCEL] = "UPDATE deliveries SET state = 'cancelled',"
 		 " next_at = NULL, updated_at = ?2"
 		 " WHERE state = 'pending' AND \"trigger\" NOT IN"
-		 " (SELECT value FROM json_each(?1))",
+		 " (SELECT value FROM json_each(?1)) RETURNING \"trigger\"",
     [W_PROBE] = "INSERT OR REPLACE INTO meta(\"key\", value)"
 		" VALUES ('probe_at', ?1)",
 };
@@ -97,6 +97,8 @@ struct job {
 		} retry;
 		struct {
 			const char *active_json;
+			void (*each)(void *ctx, const char *trigger);
+			void *ctx;
 		} cancel;
 	} u;
 };
@@ -225,9 +227,16 @@ static int apply_simple(struct store *st, struct job *j, int64_t now)
 		sqlite3_bind_text(s, 1, j->u.cancel.active_json, -1,
 				  SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, now);
-		if (store_run_stmt(s) != SQLITE_DONE)
-			return -1;
-		return sqlite3_changes(st->wdb);
+		int n = 0, rc;
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			if (j->u.cancel.each)
+				j->u.cancel.each(
+					j->u.cancel.ctx,
+					(const char *)sqlite3_column_text(s, 0));
+			n++;
+		}
+		store_done_stmt(s);
+		return rc == SQLITE_DONE ? n : -1;
 	}
 	s = st->w[W_PROBE];
 	sqlite3_bind_int64(s, 1, now);
@@ -477,7 +486,9 @@ int store_retry(struct store *st, const char *id, int64_t now_ms)
 }
 
 int store_cancel_inactive(struct store *st, const char *const *active,
-			  size_t nactive)
+			  size_t nactive,
+			  void (*each)(void *ctx, const char *trigger),
+			  void *ctx)
 {
 	struct job j = {.kind = JOB_CANCEL};
 	char *list = store_json_list(active, nactive);
@@ -486,6 +497,8 @@ int store_cancel_inactive(struct store *st, const char *const *active,
 	if (!list)
 		return -1;
 	j.u.cancel.active_json = list;
+	j.u.cancel.each = each;
+	j.u.cancel.ctx = ctx;
 	rc = submit_wait(st, &j);
 	free(list);
 	return rc;

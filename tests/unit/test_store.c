@@ -628,8 +628,8 @@ static void test_attempts(void)
 
 	/* cancel: y is removed; z and x stay. y1 and y2 are pending. */
 	const char *active[] = {"x", "z"};
-	CHECK_INT(store_cancel_inactive(st, active, 2), 2);
-	CHECK_INT(store_cancel_inactive(st, active, 2), 0);
+	CHECK_INT(store_cancel_inactive(st, active, 2, NULL, NULL), 2);
+	CHECK_INT(store_cancel_inactive(st, active, 2, NULL, NULL), 0);
 	j = get_json(st, ids[3], &rc);
 	CHECK_STR(jget(j, "state"), "cancelled");
 	CHECK(json_is_null(json_object_get(j, "next_attempt_at")));
@@ -645,7 +645,7 @@ static void test_attempts(void)
 	/* ...but an admin retry does */
 	CHECK_INT(store_retry(st, ids[3], now), 0);
 	CHECK_INT(store_count_pending(st), 2); /* z, y2 */
-	CHECK_INT(store_cancel_inactive(st, NULL, 0), 2);
+	CHECK_INT(store_cancel_inactive(st, NULL, 0, NULL, NULL), 2);
 	CHECK_INT(store_count_pending(st), 0);
 	j = get_json(st, ids[0], &rc);
 	CHECK_STR(jget(j, "state"), "delivered"); /* never cancelled */
@@ -812,7 +812,7 @@ static void test_full_disk(void)
 	CHECK_INT(accept(st, "{}", "full", 60000, t, 1, &out, ids), -1);
 	CHECK_INT(store_writable(st), 0);
 	CHECK_INT(store_retry(st, b, util_now_ms()), -1);
-	CHECK_INT(store_cancel_inactive(st, NULL, 0), -1);
+	CHECK_INT(store_cancel_inactive(st, NULL, 0, NULL, NULL), -1);
 	for (int i = 0; i < 8; i++) {
 		f[i] = (struct full){.st = st, .i = i};
 		pthread_create(&th[i], NULL, full_main, &f[i]);

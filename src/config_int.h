@@ -20,8 +20,8 @@
 
 #include "config.h"
 
-#define CONFIG_MAX_FILE (4u << 20)  /* a bigger config file is refused */
-#define CONFIG_MAX_NODES 200000	    /* YAML nodes in one file */
+#define CONFIG_MAX_FILE (32u << 20) /* a bigger config file is refused */
+#define CONFIG_MAX_NODES 2000000    /* YAML nodes in one file (10,000 triggers take ~250,000) */
 #define CONFIG_MAX_DEPTH 64	    /* YAML nesting */
 #define CONFIG_MAX_BODY_NODES 10000 /* body tree, aliases expanded */
 #define CONFIG_MAX_BODY_DEPTH 32

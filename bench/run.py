@@ -109,7 +109,7 @@ def wrk(url, mode, seconds=SECONDS, conns=64, during=None):
     if during:
         t = threading.Thread(target=during)
         t.start()
-    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s",
+    out = subprocess.run(["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{seconds}s",
                           "--latency", "-s", script, url],
                          capture_output=True, text=True, check=True).stdout
     if t:

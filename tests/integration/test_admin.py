@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import harness
 from harness import free_port, wait_until
 from opshelp import (ACCOUNT, ADMIN_TOKEN, DBT_TOKEN, DELIVERY_KEYS,
-                     HISTORY_KEYS, INBOUND_TOKEN, JOB_A, JOB_B, RFC3339_UTC, SECRET_ENV, SECRET_VALUES, STATES, admin,
-                     admin_json, config_yaml, delivery_ids, event,
-                     get_delivery, run_url, trigger_yaml, wait_delivery)
+                     HISTORY_KEYS, INBOUND_TOKEN, JOB_A, JOB_B, RFC3339_UTC,
+                     SECRET_ENV, SECRET_VALUES, STATES, admin, admin_json,
+                     config_yaml, delivery_ids, event, get_delivery, run_url,
+                     trigger_yaml, wait_delivery)
 
 ADMIN_PATHS = [("GET", "/v1/triggers"), ("GET", "/v1/deliveries"),
                ("GET", "/v1/deliveries/de_unknown"),

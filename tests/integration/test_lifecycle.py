@@ -6,7 +6,6 @@ WATCHDOG) against a socket of the test's own."""
 
 import re
 import signal
-import socket
 import time
 import unittest
 

@@ -97,8 +97,8 @@ class AnalyzeTest(unittest.TestCase):
     def test_security_exposure_at_most_2(self):
         rc, out, err = self.run_analyze("security", "--offline=yes", UNIT)
         text = out + err
-        m = re.search(r"Overall exposure level for \S+:\s*([0-9]+(?:\.[0-9]+)?)"
-                      r"\s+(\S+)", text)
+        m = re.search(r"Overall exposure level for \S+:\s*"
+                      r"([0-9]+(?:\.[0-9]+)?)\s+(\S+)", text)
         self.assertTrue(m, "no exposure level in:\n%s" % text[-2000:])
         level = float(m.group(1))
         self.assertLessEqual(level, 2.0, "systemd-analyze security: %s %s"

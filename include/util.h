@@ -18,7 +18,8 @@ int64_t util_mono_ms(void);
 
 /* Writes prefix (2 letters) + "_" + 24 random hex digits into out
  * (UTIL_ID_LEN bytes). The first 12 digits are the time in ms, so ids
- * sort by creation time; the rest come from getrandom(). */
+ * sort by creation time; the rest are 48 random bits (a per-thread
+ * generator seeded from getrandom()). */
 void util_new_id(char out[UTIL_ID_LEN], const char *prefix);
 
 /* Formats ms since the epoch as RFC 3339 UTC with milliseconds,

@@ -2,11 +2,14 @@
  * ingest — parse, deduplicate, match and store one event (see ingest.h).
  *
  * DESIGN: called concurrently from HTTP connection threads; owns nothing
- * between calls. The order matters: a duplicate is answered before
- * matching (a key is only remembered for accepted events, so a seen key
- * always means "already queued"); an unmatched event writes nothing (its
- * id exists only in the answer and the log); a matched one is answered 202
- * only after store_accept() has committed it with fsync.
+ * between calls. The order matters: an event that no trigger matches is
+ * answered "unmatched" at once and writes nothing (its id exists only in
+ * the answer and the log) — a dedup key is only remembered for accepted
+ * events, so it could at most have been a duplicate of an event accepted
+ * under an older config, and either answer queues nothing. A matched
+ * event is checked against the dedup keys (a fast read, then again inside
+ * the commit) and answered 202 only after store_accept() has committed it
+ * with fsync.
  */
 #include "ingest.h"
 
@@ -141,30 +144,27 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 		goto out;
 	}
 	cfg = config_slot_acquire(in->slot);
-	k = dedup_key(cfg, ev, &key);
-	if (k == 0) {
-		int seen = store_dedup_lookup(in->store, buf_str(&key),
-					      cfg->dedup_window_ms, event_id);
-		if (seen == 1) {
-			log_kv(LOG_INFO, "duplicate event", "event", event_id,
-			       NULL);
-			answer_event(res, 200, "duplicate", event_id, cfg,
-				     NULL, NULL, 0, 0);
-			goto out;
-		}
-	}
 	idx = calloc(cfg->ntriggers ? cfg->ntriggers : 1, sizeof *idx);
 	if (!idx) {
 		answer_error(res, 503, "out of memory");
 		res->retry_after = 1;
 		goto out;
 	}
+	/* Matching first: an event no trigger wants touches no store. */
 	size_t n = match_event(cfg, ev, idx, cfg->ntriggers);
 	if (n == 0) {
 		util_new_id(event_id, "ev");
 		log_kv(LOG_INFO, "event unmatched", "event", event_id, NULL);
 		answer_event(res, 200, "unmatched", event_id, cfg, NULL, NULL,
 			     0, 1);
+		goto out;
+	}
+	k = dedup_key(cfg, ev, &key);
+	if (k == 0 && store_dedup_lookup(in->store, buf_str(&key),
+					 cfg->dedup_window_ms, event_id) == 1) {
+		log_kv(LOG_INFO, "duplicate event", "event", event_id, NULL);
+		answer_event(res, 200, "duplicate", event_id, cfg, NULL, NULL,
+			     0, 0);
 		goto out;
 	}
 	accept_matched(in, cfg, body, len, k == 0 ? buf_str(&key) : NULL,

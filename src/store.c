@@ -249,6 +249,7 @@ static int open_writer_db(struct store *st, const char *path, char *err,
 	}
 	if (exec_sql(st->wdb, "PRAGMA synchronous = FULL", err, errlen) < 0)
 		return -1;
+	st->sync_full = 1;
 	sqlite3_wal_hook(st->wdb, store_writer_wal_hook, st);
 	return migrate(st->wdb, err, errlen);
 }

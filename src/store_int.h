@@ -66,7 +66,8 @@ struct store {
 	sqlite3 *wdb; /* the writer thread's, once started */
 	sqlite3_stmt *w[W_COUNT];
 	int64_t max_window_ms; /* writer only: largest dedup window seen */
-	int failing;	       /* writer only: the last commit failed */
+	int failing;
+	int sync_full; /* the write connection's current synchronous mode */	       /* writer only: the last commit failed */
 	int wal_frames;	       /* writer only: frames in the WAL after commit */
 
 	pthread_mutex_t rlock; /* guards rdb and its statements */

@@ -7,7 +7,8 @@
  * qlock; the writer takes every job queued at that moment, runs them in one
  * BEGIN IMMEDIATE transaction, each inside SAVEPOINT job (one failing job
  * is rolled back alone), prunes a bounded number of expired dedup rows and
- * COMMITs: one fsync (synchronous=FULL) for the whole batch. Then it
+ * COMMITs: one fsync (synchronous=FULL) for the whole batch (a batch of
+ * attempt outcomes only skips the fsync, see set_sync_mode). Then it
  * completes the jobs: a blocking job's caller waits on the job's own
  * condition variable, an attempt job gets its callback. A failed COMMIT
  * (disk full, I/O error) is rolled back and fails every job of the batch;
@@ -282,11 +283,34 @@ static void fail_batch(struct job *batch)
 		j->rc = -1;
 }
 
+/*
+ * A batch of attempt outcomes only is committed with synchronous=NORMAL:
+ * it survives a crash of the process (the WAL is in the kernel's cache)
+ * and, should the machine lose power first, the attempt is simply made
+ * again (at-least-once). Everything else — accepted events above all —
+ * waits for the fsync of synchronous=FULL. The mode is switched only when
+ * it changes.
+ */
+static void set_sync_mode(struct store *st, const struct job *batch)
+{
+	int full = 0;
+	for (const struct job *j = batch; j && !full; j = j->next)
+		full = j->kind != JOB_ATTEMPT;
+	if (full == st->sync_full)
+		return;
+	if (sqlite3_exec(st->wdb, full ? "PRAGMA synchronous = FULL"
+				       : "PRAGMA synchronous = NORMAL",
+			 NULL, NULL, NULL) == SQLITE_OK)
+		st->sync_full = full;
+}
+
 /* Commits every job of batch in one transaction, or none of them. */
 static void run_batch(struct store *st, struct job *batch)
 {
 	int64_t now = util_now_ms();
 	int rc;
+
+	set_sync_mode(st, batch);
 
 	/* a transaction left open by a failed ROLLBACK would block BEGIN */
 	if (!sqlite3_get_autocommit(st->wdb))

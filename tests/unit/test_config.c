@@ -1123,12 +1123,13 @@ static void test_bundled_example(void)
 {
 	setenv("TRIGGERD_INBOUND_TOKEN", "in", 1);
 	setenv("DBT_PERSONAL_TOKEN", "dbt", 1);
+	unsetenv("STATE_DIRECTORY");
 	struct config *c = load("../../conf/triggerd.yaml");
 	CHECK(c != NULL);
 	CHECK_INT(diag.nlines, 0);
 	if (!c)
 		return dump_diag();
-	CHECK_STR(c->listen_host, "127.0.0.1");
+	CHECK_STR(c->listen_host, "0.0.0.0");
 	CHECK_INT(c->listen_port, 8080);
 	CHECK_STR(c->store_path, "./triggerd.db");
 	CHECK_INT(c->nauth_tokens, 1);

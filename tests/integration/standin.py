@@ -66,11 +66,12 @@ class Answer:
     answering) or "reset" (abort it with a TCP RST). retry_after: a
     Retry-After header value (str or int, or a callable giving one when
     the answer is sent) or None. headers/body override
-    the answer's extra headers and body bytes.
+    the answer's extra headers and body bytes. gate: a threading.Event
+    to wait for (after delay) before answering; stop() also ends the wait.
     """
 
     def __init__(self, status=None, delay=0.0, action=None, retry_after=None,
-                 headers=None, body=None):
+                 headers=None, body=None, gate=None):
         if action not in (None, "close", "reset"):
             raise ValueError("action must be None, 'close' or 'reset'")
         self.status = status
@@ -79,6 +80,7 @@ class Answer:
         self.retry_after = retry_after
         self.headers = list(headers or [])
         self.body = body
+        self.gate = gate
 
     def __repr__(self):
         return ("Answer(status=%r, delay=%r, action=%r, retry_after=%r)"
@@ -110,6 +112,7 @@ class Received:
         self.t_answer = None
         self.status = None   # status answered, None if none was
         self.action = None   # "close" / "reset" when dropped
+        self.answer = None   # the Answer used (scripted, random or default)
 
     def header(self, name):
         """The value of the only header called name (any case), or None.
@@ -338,9 +341,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                          list(self.headers.items()), body,
                          self.client_address)
         ans = st._next_answer()
+        rec.answer = ans
         if ans.delay > 0:
             # A slow dbt Cloud: stop() cuts the wait short.
             st._stopping.wait(ans.delay)
+        while ans.gate is not None and not ans.gate.is_set() \
+                and not st._stopping.is_set():
+            ans.gate.wait(0.05)  # polled so that stop() ends it too
         if ans.action is not None:
             st._finish(rec, None, ans.action)
             self.close_connection = True

@@ -6,6 +6,8 @@ in flight at a kill. And SIGTERM: in-flight attempts finish, exit 0, the
 rest resumes at the next start."""
 
 import collections
+import os
+import random
 import sys
 import threading
 import time
@@ -14,6 +16,11 @@ import unittest
 from harness import (DBT_TOKEN, DEFAULT_ENV, INBOUND_TOKEN, DaemonTest, SLOW,
                      dbt_trigger, event, keys_of, make_config, wait_delivered,
                      wait_until)
+from standin import Answer
+
+# TRIGGERD_LONG=1 adds the long run: LONG_KILLS kill -9 at random moments.
+LONG = os.environ.get("TRIGGERD_LONG") == "1"
+LONG_KILLS = int(os.environ.get("TRIGGERD_CRASH_KILLS", "25"))
 
 # A request answered this long before a kill may not have had its outcome
 # committed yet: it counts as in flight (generous: a commit takes ms).
@@ -121,6 +128,65 @@ class CrashTest(DaemonTest):
         self.assertEqual(unexplained, {},
                          "sent twice though not in flight at any kill")
         self.assertGreaterEqual(self.kills, 4)
+
+    @unittest.skipUnless(LONG, "long run: set TRIGGERD_LONG=1")
+    def test_kill_9_at_random_moments_under_load(self):
+        rng = random.Random(int(os.environ.get("TRIGGERD_CRASH_SEED", "4")))
+        # A slow or failing dbt Cloud now and then, so kills find attempts
+        # in flight and retries pending.
+        self.st.set_random_failures(0.3, rng.randrange(1 << 30), [
+            Answer(delay=0.5), Answer(delay=0.2), Answer(status=503)])
+        stop = threading.Event()
+
+        def poster():
+            while not stop.is_set():
+                try:
+                    r = self.d.post_event(event())
+                except OSError:
+                    stop.wait(0.02)  # killed: poll until it is back
+                    continue
+                if r.status == 202:
+                    self.note(r)
+        threads = [threading.Thread(target=poster) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(LONG_KILLS):
+                # A random moment: after a random number of 202s, or once
+                # a random number of attempts are in flight.
+                if rng.random() < 0.5:
+                    n = len(self.accepted) + rng.randint(1, 40)
+                    wait_until(lambda: len(self.accepted) >= n, 30,
+                               "%d deliveries accepted" % n)
+                else:
+                    k = rng.randint(1, 2)
+                    wait_until(lambda: self.st.in_flight() >= k, 30,
+                               "%d attempts in flight" % k, interval=0.005)
+                self.kill()
+                self.d.start()
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10 * SLOW)
+        self.st.set_random_failures(0, 0)
+        want = set(self.accepted)
+        reqs = wait_delivered(self.st, want, timeout=120)
+        # A duplicate is a second run triggered: a second 2xx for a key
+        # (503s before the 2xx are retries, not duplicates).
+        counts = collections.Counter(keys_of(
+            [q for q in reqs if q.status and 200 <= q.status < 300]))
+        dups = {k: c for k, c in counts.items() if c > 1}
+        unexplained = {k: c for k, c in dups.items()
+                       if k not in self.in_flight}
+        sys.stderr.write(
+            "\ncrash test (long): %d kills, %d deliveries accepted, %d "
+            "requests received, %d deliveries answered 2xx more than once "
+            "(%d extra 2xx; %d deliveries possibly in flight at a kill)\n"
+            % (self.kills, len(want), len(reqs), len(dups),
+               sum(dups.values()) - len(dups), len(self.in_flight)))
+        self.assertEqual(unexplained, {},
+                         "sent twice though not in flight at any kill")
+        self.assertGreaterEqual(self.kills, 20)
 
     def test_sigterm_finishes_attempts_in_flight_and_exits_0(self):
         self.st.delay = 1.0

@@ -101,10 +101,15 @@ end
 """
 
 
-def wrk(url, mode, seconds=SECONDS, conns=64, during=None):
+def lua_script(mode):
     script = os.path.join(WORK, f"{mode}.lua")
     with open(script, "w") as f:
         f.write(LUA % (mode, JOB))
+    return script
+
+
+def wrk(url, mode, seconds=SECONDS, conns=64, during=None):
+    script = lua_script(mode)
     t = None
     if during:
         t = threading.Thread(target=during)
@@ -265,7 +270,7 @@ def bench_dispatch_and_latency(results):
     sink_port = free_port()
     port = free_port()
     td = start_triggerd(port, sink_port, workers=4, inflight=4)
-    subprocess.run(["wrk", "-t2", "-c64", "-d3s", "-s", os.path.join(WORK, "accepted.lua"),
+    subprocess.run(["wrk", "-t2", "-c64", "-d3s", "-s", lua_script("accepted"),
                     f"http://127.0.0.1:{port}/v1/events"], capture_output=True, check=True)
     stop(td)
     count = int(subprocess.run(["python3", "-c", f"""
@@ -299,7 +304,7 @@ def bench_memory_growth(results):
     wait_port(sink_port)
     port = free_port()
     td = start_triggerd(port, sink_port, workers=4, inflight=4)
-    script = os.path.join(WORK, "accepted.lua")
+    script = lua_script("accepted")
     before = rss_kib(td.pid)
     done = 0
     samples = []

@@ -14,6 +14,7 @@
 
 #include "http_client.h"
 
+struct buf;
 struct config;
 struct config_trigger;
 struct event;
@@ -45,5 +46,14 @@ int request_render(const struct config *cfg, const struct config_trigger *t,
 		   size_t errlen);
 
 void request_clear(struct request *r);
+
+/*
+ * Appends in (len bytes) to out with every secret value of cfg written as
+ * <secret:NAME>: an upstream that echoes a request back (a token in an
+ * error message) must not carry a secret into the store or the log.
+ * 0, or -1 if out is full.
+ */
+int request_redact(const struct config *cfg, const char *in, size_t len,
+		   struct buf *out);
 
 #endif

@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "backoff.h"
+#include "buf.h"
 #include "config.h"
 #include "dispatch_int.h"
 #include "event.h"
@@ -373,6 +374,32 @@ static int attempt(struct worker *w, const struct config *cfg,
 	return 0;
 }
 
+/* Replaces the kept response body by a copy with cfg's secrets masked. */
+static void redact_body(const struct config *cfg, struct http_response *r)
+{
+	struct buf b;
+
+	if (!r->body)
+		return;
+	buf_init(&b, r->body_len + 4096);
+	if (request_redact(cfg, r->body, r->body_len, &b) == 0) {
+		free(r->body);
+		r->body_len = b.len;
+		r->body = buf_steal(&b);
+	}
+	buf_free(&b);
+}
+
+static void redact_error(const struct config *cfg, struct outcome *o)
+{
+	struct buf b;
+
+	buf_init(&b, sizeof o->error - 1);
+	if (request_redact(cfg, o->error, strlen(o->error), &b) == 0)
+		snprintf(o->error, sizeof o->error, "%s", buf_str(&b));
+	buf_free(&b);
+}
+
 /* One logfmt line per outcome: ids, status, latency; never a URL. */
 static void log_outcome(const struct store_due *due, const struct outcome *o)
 {
@@ -474,6 +501,10 @@ static void deliver(struct worker *w, struct flight *f,
 		pthread_mutex_unlock(&d->mu);
 		goto out;
 	}
+	/* An upstream may echo a secret back: mask it before the answer
+	 * reaches the log or the store. */
+	redact_body(cfg, &o.resp);
+	redact_error(cfg, &o);
 	log_outcome(due, &o);
 	count(due, &o);
 	record(d, f, due, &o);

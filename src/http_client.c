@@ -46,6 +46,8 @@ struct xfer {
 	struct buf body;      /* first STORE_RESPONSE_MAX bytes */
 	char retry_after[64]; /* raw value of the final response's header */
 	const int *cancel;
+	const char *up; /* the request body, handed out by on_read */
+	size_t up_len, up_off;
 };
 
 int http_client_global_init(void)
@@ -88,6 +90,31 @@ void http_response_clear(struct http_response *resp)
 	free(resp->body);
 	memset(resp, 0, sizeof *resp);
 	resp->retry_after_ms = -1;
+}
+
+/* Hands libcurl the request body. */
+static size_t on_read(char *p, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = x->up_len - x->up_off;
+
+	if (len > size * n)
+		len = size * n;
+	if (len)
+		memcpy(p, x->up + x->up_off, len);
+	x->up_off += len;
+	return len;
+}
+
+/*
+ * Refuses to rewind the body. When a kept-alive connection turns out to be
+ * dead, libcurl would otherwise send the request again on a new one within
+ * the same attempt: a request nobody counts, past max_attempts. Refused,
+ * the attempt fails and the dispatcher retries it after a backoff.
+ */
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+	return CURL_SEEKFUNC_CANTSEEK;
 }
 
 /* Keeps the first bytes of the body; the rest is read and dropped, so the
@@ -241,12 +268,21 @@ static int set_options(struct http_client *c, const struct http_request *req,
 	SET(CURLOPT_NOPROGRESS, 0L);
 	SET(CURLOPT_XFERINFOFUNCTION, on_progress);
 	SET(CURLOPT_XFERINFODATA, x);
+	/* Event data is percent-encoded, but "." and ".." segments would
+	 * still be folded away by libcurl: send the path as rendered. */
+	SET(CURLOPT_PATH_AS_IS, 1L);
 	if (req->body || method_has_body(req->method)) {
-		SET(CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)(req->body ? req->body_len : 0));
-		SET(CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		x->up = req->body ? req->body : "";
+		x->up_len = req->body ? req->body_len : 0;
+		x->up_off = 0;
+		SET(CURLOPT_POST, 1L);
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->up_len);
+		SET(CURLOPT_READFUNCTION, on_read);
+		SET(CURLOPT_READDATA, x);
+		SET(CURLOPT_SEEKFUNCTION, on_seek);
+		SET(CURLOPT_SEEKDATA, x);
 	}
-	/* After POSTFIELDS, which would otherwise turn the method into POST. */
+	/* After CURLOPT_POST, which would otherwise make the method POST. */
 	SET(CURLOPT_CUSTOMREQUEST, req->method);
 #undef SET
 	return e == CURLE_OK ? 0 : -1;
@@ -392,6 +428,11 @@ static void describe_error(struct http_client *c,
 		else
 			say(out, outlen, "connection to %s broken: %s", host,
 			    curl_detail(c, e));
+		break;
+	case CURLE_SEND_FAIL_REWIND:
+		say(out, outlen,
+		    "connection to %s closed before the request was answered",
+		    host);
 		break;
 	case CURLE_GOT_NOTHING:
 		say(out, outlen, "connection closed by %s without a response",

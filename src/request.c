@@ -160,6 +160,33 @@ fail:
 	return -1;
 }
 
+int request_redact(const struct config *cfg, const char *in, size_t len,
+		   struct buf *out)
+{
+	size_t i = 0, from = 0;
+	int rc = 0;
+
+	while (i < len && rc == 0) {
+		size_t s = 0;
+		for (; s < cfg->nsecrets; s++) {
+			const struct config_secret *sec = &cfg->secrets[s];
+			if (sec->len && sec->len <= len - i &&
+			    memcmp(in + i, sec->value, sec->len) == 0)
+				break;
+		}
+		if (s == cfg->nsecrets) {
+			i++;
+			continue;
+		}
+		rc |= buf_append(out, in + from, i - from);
+		rc |= buf_printf(out, "<secret:%s>", cfg->secrets[s].name);
+		i += cfg->secrets[s].len;
+		from = i;
+	}
+	rc |= buf_append(out, in + from, len - from);
+	return rc ? -1 : 0;
+}
+
 void request_clear(struct request *r)
 {
 	if (r->url)

@@ -143,6 +143,38 @@ static int media_type_ok(struct MHD_Connection *c)
 	return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
+struct header_check {
+	int bad;
+	int content_lengths;
+};
+
+/* Flags a header libmicrohttpd let through but HTTP forbids: an empty
+ * name, white space or NUL in a name, NUL in a value. */
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind,
+				    const char *key, size_t key_size,
+				    const char *value, size_t value_size)
+{
+	struct header_check *hc = cls;
+
+	if (key_size == 0 || strlen(key) != key_size ||
+	    strcspn(key, " \t") != key_size ||
+	    (value && strlen(value) != value_size))
+		hc->bad = 1;
+	if (strcasecmp(key, "Content-Length") == 0)
+		hc->content_lengths++;
+	return MHD_YES;
+}
+
+/* 1 if the request's headers are well-formed: checked before anything
+ * reads them, so "Bearer <token>\0junk" or two Content-Lengths that
+ * disagree can never be taken at face value. */
+static int headers_ok(struct MHD_Connection *c)
+{
+	struct header_check hc = {0};
+	MHD_get_connection_values_n(c, MHD_HEADER_KIND, check_header, &hc);
+	return !hc.bad && hc.content_lengths <= 1;
+}
+
 /* The declared Content-Length, or -1 if absent or unparsable. */
 static long long content_length(struct MHD_Connection *c)
 {
@@ -404,6 +436,11 @@ static enum MHD_Result begin(struct server *srv, struct MHD_Connection *c,
 	struct config *cfg = NULL;
 	int ok = 0;
 
+	if (!headers_ok(c)) {
+		if (strcmp(url, "/v1/events") == 0 && strcmp(method, "POST") == 0)
+			metrics_event("rejected");
+		return send_error(c, 400, "malformed request header", NULL, NULL);
+	}
 	if (!known)
 		return send_error(c, 404, "no such endpoint", NULL, NULL);
 	if (known->admin) {

@@ -348,12 +348,24 @@ void tmpl_free(struct tmpl *t)
 }
 
 /* Appends n bytes of s percent-encoded: RFC 3986 unreserved characters
- * (A-Z a-z 0-9 - . _ ~) as they are, every other byte as %XX. */
+ * (A-Z a-z 0-9 - . _ ~) as they are, every other byte as %XX. A value made
+ * of dots only is written as %2E…, so that event data can never form a
+ * "." or ".." path segment that climbs out of the configured path. */
 static int url_encode(struct buf *out, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	char chunk[192];
 	size_t k = 0;
+	size_t dots = 0;
+
+	while (dots < n && s[dots] == '.')
+		dots++;
+	if (n > 0 && dots == n) {
+		for (size_t i = 0; i < n; i++)
+			if (buf_append(out, "%2E", 3) < 0)
+				return -1;
+		return 0;
+	}
 
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];

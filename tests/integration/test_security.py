@@ -301,6 +301,10 @@ class SecurityTest(DaemonTest):
             if v is None:
                 continue
             enc = urllib.parse.quote(v.encode("utf-8"), safe="")
+            if v and set(v) == {"."}:
+                # a dots-only value could form a "." or ".." segment:
+                # triggerd writes it as %2E… (see tmpl.c url_encode)
+                enc = "%2E" * len(v)
             # The target as sent, segment by segment: only the event's
             # value, fully encoded, in its own segment and in the query.
             target = "/prefix/%s/run/?s=%s" % (enc, enc)
@@ -342,7 +346,9 @@ class SecurityTest(DaemonTest):
                     ("the first byte different", last + tok[1:]),
                     ("a prefix", tok[:-1]), ("one byte more", tok + "a"),
                     ("the token twice", tok + tok),
-                    ("the token, a NUL, more", tok + "\0junk"),
+                    # Not here: "<token>\0junk". libmicrohttpd 0.9.75
+                    # ends a header value at a NUL, so the daemon sees
+                    # exactly the token: only its holder can send that.
                     ("lower case", tok.lower()), ("empty", "")]
         bad = []
         for what, tok in near(INBOUND_SECRET):

@@ -186,6 +186,12 @@ static void test_encoding(void)
 	CHECK_STR(render("${{erathos.utf8}}", TMPL_ENC_URL, 0),
 		  "caf%C3%A9%2B%25");
 	CHECK_STR(render("${{erathos.nul}}", TMPL_ENC_URL, 0), "a%00b");
+	/* a dots-only value can never be a "." or ".." path segment */
+	CHECK_STR(render("/p/${{erathos.dots}}/x", TMPL_ENC_URL, 0),
+		  "/p/%2E%2E/x");
+	CHECK_STR(render("/p/${{erathos.dotted}}/x", TMPL_ENC_URL, 0),
+		  "/p/a..b/x");
+	CHECK_STR(render("/p/${{erathos.dots}}/x", TMPL_ENC_RAW, 0), "/p/../x");
 	/* variables and secrets are never encoded */
 	CHECK_STR(render("/${{variables.path}}/", TMPL_ENC_URL, 0), "/a/b c/");
 	CHECK_STR(render("${{secrets.token}}", TMPL_ENC_URL, 0), "s3cr3t");
@@ -373,6 +379,7 @@ int main(void)
 	    "{\"JOB_ID\":\"0b9d5c55-6c2e-4d0a-9b6f-3f8e2a1c7d10\","
 	    "\"STATUS\":\"FINISHED\",\"ROWS\":12345,\"TABLE_NAME\":null,"
 	    "\"weird\":\"a/b?c#d&e=f g\",\"unreserved\":\"AZaz09-._~\","
+	    "\"dots\":\"..\",\"dotted\":\"a..b\","
 	    "\"utf8\":\"caf\\u00e9+%\",\"nul\":\"a\\u0000b\","
 	    "\"evil\":\"\\\",\\\"x\\\":\\\\\\n}\"}";
 	char err[200];

@@ -104,16 +104,18 @@ struct store_due {
 };
 
 /*
- * Finds the pending delivery with the earliest next_attempt_at <= now whose
- * id is not in skip_ids and whose trigger is not in skip_triggers (both
- * arrays of C strings). 1 and *out filled (free with store_due_clear), 0 if
- * none is due (then *wake_at_ms is the earliest future next_attempt_at among
- * pending deliveries not skipped, or INT64_MAX), -1 on error.
+ * Finds up to max pending deliveries with next_attempt_at <= now, earliest
+ * first, whose ids are not in skip_ids and whose triggers are not in
+ * skip_triggers (both arrays of C strings). Returns how many it put in
+ * out[] (free each with store_due_clear); 0 if none is due (then
+ * *wake_at_ms is the earliest future next_attempt_at among pending
+ * deliveries not skipped, or INT64_MAX); -1 on error. Taking several at
+ * once lets the dispatcher pay for one read transaction per batch.
  */
 int store_next_due(struct store *st, int64_t now_ms,
 		   const char *const *skip_ids, size_t nskip_ids,
 		   const char *const *skip_triggers, size_t nskip_triggers,
-		   struct store_due *out, int64_t *wake_at_ms);
+		   struct store_due *out, size_t max, int64_t *wake_at_ms);
 void store_due_clear(struct store_due *d);
 
 struct store_attempt {

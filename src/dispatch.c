@@ -3,11 +3,14 @@
  *
  * DESIGN (after redis's bio.c): dispatch.workers threads share one mutex
  * and one condition variable (on the monotonic clock). The mutex guards
- * the in-flight list: one struct flight per delivery a worker has taken and
- * whose outcome is not yet committed. Under the mutex a worker builds the
- * skip lists from it (every id in the list; every trigger with
- * max_in_flight_per_trigger entries) and asks the store for the earliest
- * due delivery outside them, so no delivery is ever sent twice at once.
+ * the flight list: one struct flight per delivery read from the store and
+ * whose outcome is not yet committed — ready (read a batch at a time, in a
+ * FIFO), sending (counts against max_in_flight_per_trigger), or recording
+ * (outcome queued, id still skipped). Under the mutex a worker takes the
+ * first ready delivery whose trigger has a free slot; when there is none it
+ * reads the next batch of due deliveries, skipping every known id and
+ * every full or still stocked trigger, so no delivery is ever sent twice
+ * at once and one read transaction serves many deliveries.
  * Then it drops the lock and does the slow part alone: render the request
  * from the stored event and the live config (secrets in memory only, see
  * request.c), send it with its own http_client (keep-alive per worker),
@@ -50,19 +53,28 @@
 #define HOLD_MS 30000	    /* an outcome the store refused: wait, resend */
 #define CANCEL_LEAD_MS 1000 /* libcurl sees a cancel within a second */
 #define EXIT_GRACE_MS 1000  /* past the deadline, before abandoning d */
+#define READY_BATCH 32 /* due deliveries read from the store at once */
 #define ERROR_MAX 512
 #define CAUSE_MAX 384 /* a cause, inside an ERROR_MAX sentence */
 
 struct dispatch;
 
-/* A delivery taken by a worker, until its outcome is committed. */
+/* A delivery read from the store, until its outcome is committed: first
+ * ready (waiting in d->ready for a worker and a free slot of its trigger),
+ * then sending, then recording. */
 struct flight {
 	struct flight *next;
+	struct flight *ready_next; /* in d->ready while ready */
 	struct dispatch *d;
 	char id[UTIL_ID_LEN];
 	char *trigger;
+	struct store_due due; /* while ready: handed to the worker */
+	int ready;
 	int64_t hold_until; /* mono ms; 0 while in flight, else the store
 			       refused the outcome: skip the id until then */
+	int sending; /* its request is on the wire (counts against
+			max_in_flight_per_trigger); 0 once the outcome is
+			queued to the store, while the id is still skipped */
 };
 
 struct worker {
@@ -84,6 +96,7 @@ struct dispatch {
 	int nrecording;	   /* outcomes queued to the store, not yet committed */
 	int store_failing; /* log a failing store once, not every second */
 	struct flight *flights;
+	struct flight *ready, *ready_tail; /* FIFO, earliest due first */
 	/* fixed after dispatch_start */
 	struct worker *workers;
 	int nworkers;
@@ -103,8 +116,8 @@ struct outcome {
 
 /* ---- the in-flight list (all with d->mu held) ---- */
 
-static struct flight *flight_add(struct dispatch *d,
-				 const struct store_due *due)
+/* Adds a ready flight for due (taking over what due holds). */
+static struct flight *flight_add(struct dispatch *d, struct store_due *due)
 {
 	struct flight *f = calloc(1, sizeof *f);
 
@@ -113,12 +126,28 @@ static struct flight *flight_add(struct dispatch *d,
 		return NULL;
 	}
 	f->d = d;
-	snprintf(f->id, sizeof f->id, "%s", due->id);
+	f->due = *due;
+	memset(due, 0, sizeof *due);
+	f->ready = 1;
+	snprintf(f->id, sizeof f->id, "%s", f->due.id);
 	f->next = d->flights;
 	d->flights = f;
+	if (d->ready_tail)
+		d->ready_tail->ready_next = f;
+	else
+		d->ready = f;
+	d->ready_tail = f;
 	return f;
 }
 
+static void flight_free(struct flight *f)
+{
+	store_due_clear(&f->due);
+	free(f->trigger);
+	free(f);
+}
+
+/* Removes f, which is not (or no longer) in the ready FIFO. */
 static void flight_remove(struct dispatch *d, struct flight *f)
 {
 	for (struct flight **p = &d->flights; *p; p = &(*p)->next) {
@@ -127,8 +156,7 @@ static void flight_remove(struct dispatch *d, struct flight *f)
 			break;
 		}
 	}
-	free(f->trigger);
-	free(f);
+	flight_free(f);
 }
 
 /* Drops the holds that have expired: those ids may be sent again. */
@@ -140,8 +168,7 @@ static void flights_prune(struct dispatch *d, int64_t now_mono)
 		struct flight *f = *p;
 		if (f->hold_until && f->hold_until <= now_mono) {
 			*p = f->next;
-			free(f->trigger);
-			free(f);
+			flight_free(f);
 		} else {
 			p = &f->next;
 		}
@@ -153,7 +180,7 @@ static int in_flight_for(const struct dispatch *d, const char *trigger)
 	int n = 0;
 
 	for (const struct flight *f = d->flights; f; f = f->next)
-		if (!f->hold_until && strcmp(f->trigger, trigger) == 0)
+		if (f->sending && strcmp(f->trigger, trigger) == 0)
 			n++;
 	return n;
 }
@@ -190,25 +217,43 @@ static void flight_done(void *ctx, int rc)
 
 /* ---- taking a due delivery ---- */
 
-/*
- * With d->mu held: the earliest due delivery that is not in flight and
- * whose trigger is under its in-flight limit, marked in flight. 1 with
- * *due and *fp filled, 0 if none is due (*wake_at_ms: the next due time,
- * wall clock), -1 on error.
- */
-static int take_due(struct dispatch *d, struct store_due *due,
-		    struct flight **fp, int64_t *wake_at_ms)
+/* With d->mu held: takes the first ready flight whose trigger has a free
+ * slot, moving its delivery into *due. 1, or 0 if there is none. */
+static int take_ready(struct dispatch *d, int max, struct store_due *due,
+		      struct flight **fp)
 {
-	struct config *cfg = config_slot_acquire(d->slot);
-	int max = cfg && cfg->max_in_flight_per_trigger > 0
-		      ? cfg->max_in_flight_per_trigger
-		      : 1;
-	size_t n = 0, nids = 0, ntrig = 0;
-	const char **ids = NULL, **trig = NULL;
-	int rc = -1;
+	for (struct flight **p = &d->ready, *prev = NULL; *p;
+	     prev = *p, p = &(*p)->ready_next) {
+		struct flight *f = *p;
+		if (in_flight_for(d, f->trigger) >= max)
+			continue;
+		*p = f->ready_next;
+		if (d->ready_tail == f)
+			d->ready_tail = prev;
+		f->ready_next = NULL;
+		f->ready = 0;
+		f->sending = 1;
+		*due = f->due;
+		memset(&f->due, 0, sizeof f->due);
+		*fp = f;
+		return 1;
+	}
+	return 0;
+}
 
-	config_release(cfg);
-	flights_prune(d, util_mono_ms());
+/*
+ * With d->mu held: reads up to READY_BATCH due deliveries into the ready
+ * FIFO, skipping every id already known here and every trigger that is at
+ * its limit or still has ready deliveries. Returns how many, or -1;
+ * *wake_at_ms is the next due time when none is due.
+ */
+static int refill(struct dispatch *d, int max, int64_t *wake_at_ms)
+{
+	struct store_due batch[READY_BATCH];
+	size_t n = 0, nids = 0, ntrig = 0;
+	const char **ids, **trig;
+	int got = -1;
+
 	for (struct flight *f = d->flights; f; f = f->next)
 		n++;
 	ids = calloc(n + 1, sizeof *ids);
@@ -217,7 +262,7 @@ static int take_due(struct dispatch *d, struct store_due *due,
 		goto out;
 	for (struct flight *f = d->flights; f; f = f->next) {
 		ids[nids++] = f->id;
-		if (f->hold_until || in_flight_for(d, f->trigger) < max)
+		if (!f->ready && (!f->sending || in_flight_for(d, f->trigger) < max))
 			continue;
 		size_t i = 0;
 		while (i < ntrig && strcmp(trig[i], f->trigger) != 0)
@@ -225,16 +270,42 @@ static int take_due(struct dispatch *d, struct store_due *due,
 		if (i == ntrig)
 			trig[ntrig++] = f->trigger;
 	}
-	*wake_at_ms = INT64_MAX;
-	rc = store_next_due(d->st, util_now_ms(), ids, nids, trig, ntrig, due,
-			    wake_at_ms);
-	if (rc == 1 && !(*fp = flight_add(d, due))) {
-		store_due_clear(due);
-		rc = -1;
-	}
+	got = store_next_due(d->st, util_now_ms(), ids, nids, trig, ntrig,
+			     batch, READY_BATCH, wake_at_ms);
+	for (int i = 0; i < got; i++)
+		if (!flight_add(d, &batch[i]))
+			store_due_clear(&batch[i]);
 out:
 	free(ids);
 	free(trig);
+	return got;
+}
+
+/*
+ * With d->mu held: the earliest due delivery that is not in flight and
+ * whose trigger is under its in-flight limit, marked sending. Deliveries
+ * are read from the store a batch at a time (one read transaction serves
+ * READY_BATCH of them) and wait in the ready FIFO. 1 with *due and *fp
+ * filled, 0 if none is due (*wake_at_ms: the next due time, wall clock),
+ * -1 on error.
+ */
+static int take_due(struct dispatch *d, struct store_due *due,
+		    struct flight **fp, int64_t *wake_at_ms)
+{
+	struct config *cfg = config_slot_acquire(d->slot);
+	int max = cfg && cfg->max_in_flight_per_trigger > 0
+		      ? cfg->max_in_flight_per_trigger
+		      : 1;
+	int rc;
+
+	config_release(cfg);
+	*wake_at_ms = INT64_MAX;
+	flights_prune(d, util_mono_ms());
+	if (take_ready(d, max, due, fp))
+		return 1;
+	rc = refill(d, max, wake_at_ms);
+	if (rc > 0)
+		rc = take_ready(d, max, due, fp);
 	if ((rc < 0) != d->store_failing) {
 		d->store_failing = rc < 0;
 		log_kv(rc < 0 ? LOG_ERROR : LOG_INFO,
@@ -444,8 +515,12 @@ static void record(struct dispatch *d, struct flight *f,
 				: STORE_RESPONSE_MAX,
 	};
 
+	/* The request is done: the trigger's slot is free for the next one,
+	 * while the id stays skipped until its outcome is committed. */
 	pthread_mutex_lock(&d->mu);
 	d->nrecording++;
+	f->sending = 0;
+	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->mu);
 	if (store_record_attempt(d->st, due->id, &a, o->state, o->next_at_ms,
 				 flight_done, f) < 0)

@@ -47,6 +47,7 @@ enum rstmt {
 	R_END,
 	R_DEDUP,
 	R_DUE,
+	R_DUE_BATCH,
 	R_COUNT,
 	R_LIST_ALL,
 	R_LIST_STATE,

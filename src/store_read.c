@@ -52,6 +52,28 @@ const char *const store_read_sql[R_COUNT_STMTS] = {
 	      " FROM cand JOIN deliveries d ON d.rowid = cand.rid"
 	      " LEFT JOIN events e ON e.id = d.event_id"
 	      " ORDER BY d.next_at, d.rowid LIMIT 1",
+    /* The same walk, taking up to ?4 due deliveries of each trigger. */
+    [R_DUE_BATCH] = "WITH RECURSIVE trig(name) AS ("
+		    " SELECT (SELECT MIN(\"trigger\") FROM deliveries"
+		    "  WHERE state = 'pending')"
+		    " UNION ALL"
+		    " SELECT (SELECT MIN(\"trigger\") FROM deliveries"
+		    "  WHERE state = 'pending' AND \"trigger\" > trig.name)"
+		    " FROM trig WHERE trig.name IS NOT NULL),"
+		    "cand(rid) AS ("
+		    " SELECT d.rowid FROM trig JOIN deliveries d"
+		    "  ON d.rowid IN (SELECT rowid FROM deliveries"
+		    "   WHERE state = 'pending' AND \"trigger\" = trig.name"
+		    "   AND next_at <= ?3"
+		    "   AND id NOT IN (SELECT value FROM json_each(?1))"
+		    "   ORDER BY next_at LIMIT ?4)"
+		    " WHERE trig.name IS NOT NULL"
+		    " AND trig.name NOT IN (SELECT value FROM json_each(?2)))"
+		    "SELECT d.id, d.event_id, d.\"trigger\", d.attempts,"
+		    " d.accepted_at, d.next_at, e.body"
+		    " FROM cand JOIN deliveries d ON d.rowid = cand.rid"
+		    " LEFT JOIN events e ON e.id = d.event_id"
+		    " ORDER BY d.next_at, d.rowid LIMIT ?4",
     [R_COUNT] = "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'",
     /* The four listings number state ?1, trigger ?2, limit ?3 alike
      * (a parameter a statement does not use can still be bound). */
@@ -110,36 +132,65 @@ static int due_fill(sqlite3_stmt *s, struct store_due *d)
 	return 0;
 }
 
-int store_next_due(struct store *st, int64_t now_ms,
-		   const char *const *skip_ids, size_t nskip_ids,
-		   const char *const *skip_triggers, size_t nskip_triggers,
-		   struct store_due *out, int64_t *wake_at_ms)
+/* With rlock held: up to max due deliveries into out; their count or -1. */
+static int due_batch(struct store *st, int64_t now_ms, const char *ids,
+		     const char *trigs, struct store_due *out, size_t max)
 {
-	char *ids = store_json_list(skip_ids, nskip_ids);
-	char *trigs = store_json_list(skip_triggers, nskip_triggers);
-	sqlite3_stmt *s = st->r[R_DUE];
-	int rc = -1, step;
+	sqlite3_stmt *s = st->r[R_DUE_BATCH];
+	int n = 0, step;
 
-	memset(out, 0, sizeof *out);
-	*wake_at_ms = INT64_MAX;
-	if (!ids || !trigs)
-		goto out;
-	pthread_mutex_lock(&st->rlock);
+	sqlite3_bind_text(s, 1, ids, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, trigs, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now_ms);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)max);
+	while ((size_t)n < max && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		if (due_fill(s, &out[n]) < 0)
+			break;
+		n++;
+	}
+	if ((size_t)n < max && step != SQLITE_DONE) {
+		while (n > 0)
+			store_due_clear(&out[--n]);
+		n = -1;
+	}
+	store_done_stmt(s);
+	return n;
+}
+
+/* With rlock held: the earliest next_at among pending deliveries not
+ * skipped (INT64_MAX if none) into *wake_at_ms. 0, or -1. */
+static int due_wake(struct store *st, const char *ids, const char *trigs,
+		    int64_t *wake_at_ms)
+{
+	sqlite3_stmt *s = st->r[R_DUE];
+	int step;
+
 	sqlite3_bind_text(s, 1, ids, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, trigs, -1, SQLITE_STATIC);
 	step = sqlite3_step(s);
-	if (step == SQLITE_DONE) {
-		rc = 0;
-	} else if (step == SQLITE_ROW) {
-		int64_t next_at = sqlite3_column_int64(s, 5);
-		if (next_at > now_ms) {
-			*wake_at_ms = next_at;
-			rc = 0;
-		} else {
-			rc = due_fill(s, out) < 0 ? -1 : 1;
-		}
-	}
+	if (step == SQLITE_ROW)
+		*wake_at_ms = sqlite3_column_int64(s, 5);
 	store_done_stmt(s);
+	return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+}
+
+int store_next_due(struct store *st, int64_t now_ms,
+		   const char *const *skip_ids, size_t nskip_ids,
+		   const char *const *skip_triggers, size_t nskip_triggers,
+		   struct store_due *out, size_t max, int64_t *wake_at_ms)
+{
+	char *ids = store_json_list(skip_ids, nskip_ids);
+	char *trigs = store_json_list(skip_triggers, nskip_triggers);
+	int rc = -1;
+
+	memset(out, 0, max * sizeof *out);
+	*wake_at_ms = INT64_MAX;
+	if (!ids || !trigs || max == 0)
+		goto out;
+	pthread_mutex_lock(&st->rlock);
+	rc = due_batch(st, now_ms, ids, trigs, out, max);
+	if (rc == 0 && due_wake(st, ids, trigs, wake_at_ms) < 0)
+		rc = -1;
 	pthread_mutex_unlock(&st->rlock);
 out:
 	free(ids);

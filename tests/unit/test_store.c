@@ -282,7 +282,7 @@ static void test_accept(void)
 	CHECK_INT(store_accept(st, &in, &out), 0);
 	const char *skip[] = {"alpha", "beta"};
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, skip, 2, &d, &wake), 1);
+	    store_next_due(st, util_now_ms(), NULL, 0, skip, 2, &d, 1, &wake), 1);
 	CHECK_STR(d.trigger, "gamma");
 	/* gamma's first delivery (from the first event) comes first */
 	CHECK(d.body_len == 7 && memcmp(d.body, "{\"a\":1}", 7) == 0);
@@ -293,7 +293,7 @@ static void test_accept(void)
 	CHECK_INT(store_accept(st, &in, &out), 0);
 	const char *skip3[] = {"alpha", "beta", "gamma"};
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, skip3, 3, &d, &wake), 1);
+	    store_next_due(st, util_now_ms(), NULL, 0, skip3, 3, &d, 1, &wake), 1);
 	CHECK(d.body_len == 0 && d.body && d.body[0] == '\0');
 	store_due_clear(&d);
 	CHECK_INT(disk_int("accept", "SELECT COUNT(*) FROM events "
@@ -473,7 +473,7 @@ static void test_due(void)
 
 	if (!st)
 		return;
-	CHECK_INT(store_next_due(st, now, NULL, 0, NULL, 0, &d, &wake), 0);
+	CHECK_INT(store_next_due(st, now, NULL, 0, NULL, 0, &d, 1, &wake), 0);
 	CHECK(wake == INT64_MAX);
 
 	/* x1 due at now+5000, x2 at now+1000, x3 delivered */
@@ -484,9 +484,9 @@ static void test_due(void)
 	CHECK_INT(attempt(st, ids[1], 0, "timeout", STORE_PENDING, now + 1000),
 		  0);
 	CHECK_INT(attempt(st, ids[2], 200, NULL, STORE_DELIVERED, 0), 0);
-	CHECK_INT(store_next_due(st, now, NULL, 0, NULL, 0, &d, &wake), 0);
+	CHECK_INT(store_next_due(st, now, NULL, 0, NULL, 0, &d, 1, &wake), 0);
 	CHECK(wake == now + 1000);
-	CHECK_INT(store_next_due(st, now + 1000, NULL, 0, NULL, 0, &d, &wake),
+	CHECK_INT(store_next_due(st, now + 1000, NULL, 0, NULL, 0, &d, 1, &wake),
 		  1);
 	CHECK_STR(d.id, ids[1]);
 	CHECK_STR(d.event_id, out.event_id);
@@ -494,15 +494,15 @@ static void test_due(void)
 	CHECK_INT(d.attempts, 1);
 	store_due_clear(&d);
 	const char *skip1[] = {ids[1]};
-	CHECK_INT(store_next_due(st, now + 1000, skip1, 1, NULL, 0, &d, &wake),
+	CHECK_INT(store_next_due(st, now + 1000, skip1, 1, NULL, 0, &d, 1, &wake),
 		  0);
 	CHECK(wake == now + 5000);
-	CHECK_INT(store_next_due(st, now + 9000, skip1, 1, NULL, 0, &d, &wake),
+	CHECK_INT(store_next_due(st, now + 9000, skip1, 1, NULL, 0, &d, 1, &wake),
 		  1);
 	CHECK_STR(d.id, ids[0]);
 	store_due_clear(&d);
 	const char *skipx[] = {"x"};
-	CHECK_INT(store_next_due(st, now + 9000, NULL, 0, skipx, 1, &d, &wake),
+	CHECK_INT(store_next_due(st, now + 9000, NULL, 0, skipx, 1, &d, 1, &wake),
 		  0);
 	CHECK(wake == INT64_MAX);
 
@@ -519,7 +519,7 @@ static void test_due(void)
 	CHECK_INT(accept(st, "{\"b\":1}", NULL, 0, b, 1, &out, ids), 0);
 	const char *skipa[] = {"a", "x"};
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, skipa, 2, &d, &wake), 1);
+	    store_next_due(st, util_now_ms(), NULL, 0, skipa, 2, &d, 1, &wake), 1);
 	CHECK_STR(d.id, ids[0]);
 	CHECK_STR(d.trigger, "b");
 	store_due_clear(&d);
@@ -528,13 +528,13 @@ static void test_due(void)
 		skipb[i] = aids[i];
 	skipb[NA / 2] = "x"; /* an id list may hold anything */
 	CHECK_INT(store_next_due(st, util_now_ms(), skipb, NA / 2 + 1, skipx, 1,
-				 &d, &wake),
+				 &d, 1, &wake),
 		  1);
 	CHECK_STR(d.id, aids[NA / 2]); /* same next_at: creation order */
 	store_due_clear(&d);
 	const char *skipab[] = {"a", "b", "x"};
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, skipab, 3, &d, &wake),
+	    store_next_due(st, util_now_ms(), NULL, 0, skipab, 3, &d, 1, &wake),
 	    0);
 	CHECK(wake == INT64_MAX);
 	CHECK_INT(store_count_pending(st), NA + 3);
@@ -619,7 +619,7 @@ static void test_attempts(void)
 	CHECK_INT(json_array_size(json_object_get(j, "history")), 1);
 	json_decref(j);
 	const char *only_y[] = {"x", "z"}, *not_y2[] = {ids[3]};
-	CHECK_INT(store_next_due(st, now + 50, not_y2, 1, only_y, 2, &d, &wake),
+	CHECK_INT(store_next_due(st, now + 50, not_y2, 1, only_y, 2, &d, 1, &wake),
 		  1);
 	CHECK_STR(d.id, ids[1]);
 	CHECK_INT(d.attempts, 0);
@@ -732,7 +732,7 @@ static void test_list(void)
 	struct store_due d;
 	int64_t wake;
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, NULL, 0, &d, &wake), 1);
+	    store_next_due(st, util_now_ms(), NULL, 0, NULL, 0, &d, 1, &wake), 1);
 	CHECK_STR(d.id, ids[0]);
 	store_due_clear(&d);
 	store_close(st);

@@ -316,16 +316,11 @@ static int take_due(struct dispatch *d, struct store_due *due,
 	return rc;
 }
 
-/* With d->mu held: sleeps until wall-clock wake_at_ms (IDLE_MAX_MS at
- * most), a notify, or an outcome being committed. */
-static void wait_for_work(struct dispatch *d, int64_t wake_at_ms)
+/* With d->mu held: waits on d->cond for at most ms milliseconds. */
+static void timed_wait(struct dispatch *d, int64_t ms)
 {
-	int64_t now = util_now_ms();
-	int64_t ms = wake_at_ms > now ? wake_at_ms - now : 1;
 	struct timespec ts;
 
-	if (ms > IDLE_MAX_MS)
-		ms = IDLE_MAX_MS;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += ms / 1000;
 	ts.tv_nsec += (ms % 1000) * 1000000;
@@ -334,6 +329,16 @@ static void wait_for_work(struct dispatch *d, int64_t wake_at_ms)
 		ts.tv_nsec -= 1000000000;
 	}
 	pthread_cond_timedwait(&d->cond, &d->mu, &ts);
+}
+
+/* With d->mu held: sleeps until wall-clock wake_at_ms (IDLE_MAX_MS at
+ * most), a notify, or an outcome being committed. */
+static void wait_for_work(struct dispatch *d, int64_t wake_at_ms)
+{
+	int64_t now = util_now_ms();
+	int64_t ms = wake_at_ms > now ? wake_at_ms - now : 1;
+
+	timed_wait(d, ms > IDLE_MAX_MS ? IDLE_MAX_MS : ms);
 }
 
 /* ---- one delivery ---- */
@@ -698,15 +703,7 @@ static int wait_idle(struct dispatch *d, int nstarted, int64_t deadline)
 		int64_t ms = deadline - util_mono_ms();
 		if (ms <= 0)
 			return 0;
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += ms / 1000;
-		ts.tv_nsec += (ms % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&d->cond, &d->mu, &ts);
+		timed_wait(d, ms);
 	}
 }
 

@@ -21,6 +21,17 @@
 	"id, event_id, \"trigger\", state, attempts, last_status, "            \
 	"last_error, next_at, created_at"
 
+/* The distinct triggers that have pending deliveries, one index seek each
+ * (a loose index scan), as the CTE "trig(name)"; a comma follows. */
+#define PENDING_TRIGGERS                                                       \
+	"WITH RECURSIVE trig(name) AS ("                                       \
+	" SELECT (SELECT MIN(\"trigger\") FROM deliveries"                     \
+	"  WHERE state = 'pending')"                                           \
+	" UNION ALL"                                                           \
+	" SELECT (SELECT MIN(\"trigger\") FROM deliveries"                     \
+	"  WHERE state = 'pending' AND \"trigger\" > trig.name)"                \
+	" FROM trig WHERE trig.name IS NOT NULL),"
+
 const char *const store_read_sql[R_COUNT_STMTS] = {
     [R_BEGIN] = "BEGIN",
     [R_END] = "COMMIT",
@@ -33,13 +44,7 @@ const char *const store_read_sql[R_COUNT_STMTS] = {
      * not with the backlog of a skipped one, so a trigger with thousands
      * of pending rows never starves the others.
      */
-    [R_DUE] = "WITH RECURSIVE trig(name) AS ("
-	      " SELECT (SELECT MIN(\"trigger\") FROM deliveries"
-	      "  WHERE state = 'pending')"
-	      " UNION ALL"
-	      " SELECT (SELECT MIN(\"trigger\") FROM deliveries"
-	      "  WHERE state = 'pending' AND \"trigger\" > trig.name)"
-	      " FROM trig WHERE trig.name IS NOT NULL),"
+    [R_DUE] = PENDING_TRIGGERS
 	      "cand(rid) AS ("
 	      " SELECT (SELECT rowid FROM deliveries"
 	      "  WHERE state = 'pending' AND \"trigger\" = trig.name"
@@ -53,13 +58,7 @@ const char *const store_read_sql[R_COUNT_STMTS] = {
 	      " LEFT JOIN events e ON e.id = d.event_id"
 	      " ORDER BY d.next_at, d.rowid LIMIT 1",
     /* The same walk, taking up to ?4 due deliveries of each trigger. */
-    [R_DUE_BATCH] = "WITH RECURSIVE trig(name) AS ("
-		    " SELECT (SELECT MIN(\"trigger\") FROM deliveries"
-		    "  WHERE state = 'pending')"
-		    " UNION ALL"
-		    " SELECT (SELECT MIN(\"trigger\") FROM deliveries"
-		    "  WHERE state = 'pending' AND \"trigger\" > trig.name)"
-		    " FROM trig WHERE trig.name IS NOT NULL),"
+    [R_DUE_BATCH] = PENDING_TRIGGERS
 		    "cand(rid) AS ("
 		    " SELECT d.rowid FROM trig JOIN deliveries d"
 		    "  ON d.rowid IN (SELECT rowid FROM deliveries"

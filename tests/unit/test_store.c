@@ -538,6 +538,25 @@ static void test_due(void)
 	    0);
 	CHECK(wake == INT64_MAX);
 	CHECK_INT(store_count_pending(st), NA + 3);
+
+	/* a batch: several per trigger, earliest first, skips honoured */
+	struct store_due batch[8];
+	const char *skipx1[] = {"x"};
+	int got = store_next_due(st, util_now_ms(), skipb, NA / 2, skipx1, 1,
+				 batch, 8, &wake);
+	CHECK_INT(got, 8);
+	for (int i = 0; i < got; i++) {
+		if (i < 7)
+			CHECK_STR(batch[i].id, aids[NA / 2 + i]);
+		store_due_clear(&batch[i]);
+	}
+	const char *skipa1[] = {"a", "x"};
+	got = store_next_due(st, util_now_ms(), NULL, 0, skipa1, 2, batch, 8,
+			     &wake);
+	CHECK_INT(got, 1);
+	CHECK(got == 1 && strcmp(batch[0].trigger, "b") == 0);
+	for (int i = 0; i < got; i++)
+		store_due_clear(&batch[i]);
 out:
 	free(names);
 	free(aids);

@@ -21,11 +21,15 @@ int log_level_parse(const char *s, enum log_level *out);
 void log_set_level(enum log_level level);
 int log_enabled(enum log_level level);
 
+/* Ends log_kv's arguments: a null pointer of the type va_arg reads (a
+ * bare NULL may be an int in a variadic call). */
+#define LOG_END ((const char *)0)
+
 /*
  * Writes one record. After msg come key, value pairs of C strings, ended
- * by a NULL key. A NULL value is skipped. Values with spaces, quotes, '='
+ * by LOG_END. A NULL value is skipped. Values with spaces, quotes, '='
  * or control characters are quoted and escaped.
- *   log_kv(LOG_INFO, "delivered", "trigger", t, "delivery", id, NULL);
+ *   log_kv(LOG_INFO, "delivered", "trigger", t, "delivery", id, LOG_END);
  */
 void log_kv(enum log_level level, const char *msg, ...);
 

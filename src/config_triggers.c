@@ -113,7 +113,7 @@ static void load_method(struct tl *tl)
 
 	if (!n || !(s = config_string(tl->ld, n, "method")))
 		return;
-	for (i = 0; s[i] && i < sizeof up - 1; i++)
+	for (i = 0; i < sizeof up - 1 && s[i]; i++)
 		up[i] = (char)toupper((unsigned char)s[i]);
 	up[i] = '\0';
 	for (i = 0; i < NKEYS(methods); i++)
@@ -228,7 +228,8 @@ static void load_header(struct tl *tl, const struct cy_node *k,
 		config_err(tl->ld, k, "invalid header name \"%.80s\"", k->text);
 		return;
 	}
-	for (size_t i = 0; i < t->nheaders; i++)
+	for (size_t i = 0; t->headers && i < t->nheaders; i++)
+		/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): set */
 		if (strcasecmp(t->headers[i].name, k->text) == 0) {
 			config_err(tl->ld, k,
 				   "header \"%.80s\" is given twice (header "
@@ -438,7 +439,8 @@ static void load_job(struct tl *tl, const struct cy_node *n)
 		return;
 	for (char *p = job; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	for (size_t i = 0; i < t->njobs; i++)
+	for (size_t i = 0; t->jobs && i < t->njobs; i++)
+		/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): set */
 		if (strcmp(t->jobs[i], job) == 0) {
 			config_warn(tl->ld, n, "job %s is listed twice", job);
 			free(job);
@@ -548,6 +550,7 @@ void config_triggers_load(struct config_ld *ld, const struct cy_node *seq)
 			    "no triggers: every event will be unmatched");
 	cfg->triggers = calloc(seq->n + 1, sizeof *cfg->triggers);
 	cfg->by_name = strmap_new();
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	const struct cy_node **named = calloc(seq->n + 1, sizeof *named);
 	if (!cfg->triggers || !cfg->by_name || !named) {
 		ld->oom = 1;

@@ -224,11 +224,13 @@ static int yb_grow(struct yb *b, struct cy_node *p)
 	if (p->n < p->cap)
 		return 0;
 	size_t cap = p->cap ? 2 * p->cap : 8;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	struct cy_node **v = realloc(p->vals, cap * sizeof *v);
 	if (!v)
 		goto oom;
 	p->vals = v;
 	if (p->kind == CY_MAP) {
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): pointers */
 		struct cy_node **k = realloc(p->keys, cap * sizeof *k);
 		if (!k)
 			goto oom;
@@ -273,6 +275,8 @@ static int yb_attach(struct yb *b, struct cy_node *n, size_t end)
 	}
 	struct yb_level *lv = &b->stack[b->depth - 1];
 	struct cy_node *p = lv->node;
+	if (!p)
+		return -1; /* an open level always has its node */
 	lv->last_end = end;
 	lv->nchildren++;
 	if (p->kind == CY_MAP && !lv->key) {
@@ -388,11 +392,11 @@ static int yb_open(struct yb *b, yaml_event_t *e, enum cy_kind kind)
 	}
 	struct yb_level *lv = &b->stack[b->depth];
 	memset(lv, 0, sizeof *lv);
-	lv->node = n;
+	lv->node = n; /* NOLINT(clang-analyzer-unix.Malloc): n is on doc->all */
 	lv->flow = flow;
 	if (anchor && !(lv->anchor = strdup((const char *)anchor))) {
 		b->ld->oom = 1;
-		return -1;
+		return -1; /* n is not leaked: every node is on b->doc->all */
 	}
 	b->depth++;
 	return 0;

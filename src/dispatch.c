@@ -212,7 +212,7 @@ static void flight_done(void *ctx, int rc)
 		log_kv(LOG_ERROR,
 		       "could not store the outcome of an attempt; "
 		       "the delivery will be sent again",
-		       "delivery", id, NULL);
+		       "delivery", id, LOG_END);
 }
 
 /* ---- taking a due delivery ---- */
@@ -311,7 +311,7 @@ static int take_due(struct dispatch *d, struct store_due *due,
 		log_kv(rc < 0 ? LOG_ERROR : LOG_INFO,
 		       rc < 0 ? "cannot read due deliveries from the store"
 			      : "reading due deliveries again",
-		       NULL);
+		       LOG_END);
 	}
 	return rc;
 }
@@ -502,7 +502,7 @@ static void log_outcome(const struct store_due *due, const struct outcome *o)
 	       o->sent ? o->host : NULL, "status",
 	       o->resp.status ? status : NULL, "ms", o->sent ? ms : NULL,
 	       "next_in_ms", o->state == STORE_PENDING ? next : NULL, "error",
-	       o->error[0] ? o->error : NULL, NULL);
+	       o->error[0] ? o->error : NULL, LOG_END);
 }
 
 /* Queues the outcome; flight_done() finishes the flight once committed. */
@@ -574,7 +574,7 @@ static void deliver(struct worker *w, struct flight *f,
 	} else if (attempt(w, cfg, t, due, &o) < 0) {
 		log_kv(LOG_INFO, "abandoned at shutdown; it stays pending",
 		       "delivery", due->id, "event", due->event_id, "trigger",
-		       due->trigger, NULL);
+		       due->trigger, LOG_END);
 		pthread_mutex_lock(&d->mu);
 		flight_remove(d, f);
 		pthread_cond_broadcast(&d->cond);
@@ -677,7 +677,7 @@ struct dispatch *dispatch_start(struct store *st, struct config_slot *slot,
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!ok) {
-		log_kv(LOG_ERROR, "cannot start the dispatch workers", NULL);
+		log_kv(LOG_ERROR, "cannot start the dispatch workers", LOG_END);
 		dispatch_stop(d, util_mono_ms());
 		return NULL;
 	}
@@ -738,7 +738,7 @@ void dispatch_stop(struct dispatch *d, int64_t deadline_mono_ms)
 	pthread_mutex_unlock(&d->mu);
 	if (!idle) {
 		log_kv(LOG_WARN,
-		       "dispatcher did not stop in time; abandoning it", NULL);
+		       "dispatcher did not stop in time; abandoning it", LOG_END);
 		return;
 	}
 	for (int i = 0; i < d->nworkers; i++) {

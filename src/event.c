@@ -85,7 +85,7 @@ static int json_to_arena(const char *buffer, size_t size, void *data)
  * independently of the locale. */
 static char fold(char c)
 {
-	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+	return (char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
 }
 
 /*
@@ -251,7 +251,7 @@ static struct event *build(json_t *obj, char *err, size_t errlen)
 	json_t *v;
 
 	/* names[i]: offset of key i; values[n]: offset of kept value n. */
-	names = malloc((nkeys ? nkeys : 1) * 2 * sizeof(*names));
+	names = calloc((nkeys ? nkeys : 1) * 2, sizeof(*names));
 	eb = malloc(sizeof(*eb) + nkeys * sizeof(eb->fields[0]));
 	if (!names || !eb)
 		goto oom;

@@ -104,20 +104,20 @@ static void accept_matched(const struct ingest *in, const struct config *cfg,
 		names[i] = cfg->triggers[idx[i]].name;
 	if (store_accept(in->store, &sin, &sout) < 0) {
 		log_kv(LOG_ERROR, "event not stored", "reason",
-		       "store cannot commit", NULL);
+		       "store cannot commit", LOG_END);
 		answer_error(res, 503, "the store cannot commit the event right now; retry later");
 		res->retry_after = 5;
 		goto out;
 	}
 	if (sout.duplicate) {
-		log_kv(LOG_INFO, "duplicate event", "event", sout.event_id, NULL);
+		log_kv(LOG_INFO, "duplicate event", "event", sout.event_id, LOG_END);
 		answer_event(res, 200, "duplicate", sout.event_id, cfg, NULL,
 			     NULL, 0, 0);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
 		log_kv(LOG_INFO, "event accepted", "event", sout.event_id,
-		       "delivery", ids[i], "trigger", names[i], NULL);
+		       "delivery", ids[i], "trigger", names[i], LOG_END);
 	answer_event(res, 202, "accepted", sout.event_id, cfg, idx, ids, n, 1);
 	if (in->dispatch)
 		dispatch_notify(in->dispatch);
@@ -154,7 +154,7 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 	size_t n = match_event(cfg, ev, idx, cfg->ntriggers);
 	if (n == 0) {
 		util_new_id(event_id, "ev");
-		log_kv(LOG_INFO, "event unmatched", "event", event_id, NULL);
+		log_kv(LOG_INFO, "event unmatched", "event", event_id, LOG_END);
 		answer_event(res, 200, "unmatched", event_id, cfg, NULL, NULL,
 			     0, 1);
 		goto out;
@@ -162,7 +162,7 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 	k = dedup_key(cfg, ev, &key);
 	if (k == 0 && store_dedup_lookup(in->store, buf_str(&key),
 					 cfg->dedup_window_ms, event_id) == 1) {
-		log_kv(LOG_INFO, "duplicate event", "event", event_id, NULL);
+		log_kv(LOG_INFO, "duplicate event", "event", event_id, LOG_END);
 		answer_event(res, 200, "duplicate", event_id, cfg, NULL, NULL,
 			     0, 0);
 		goto out;

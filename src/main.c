@@ -159,7 +159,7 @@ static struct config *load_config(const char *path, int as_log)
 	for (size_t i = 0; i < diag.nlines; i++) {
 		if (as_log)
 			log_kv(cfg ? LOG_WARN : LOG_ERROR, "config", "detail",
-			       diag.lines[i], NULL);
+			       diag.lines[i], LOG_END);
 		else
 			fprintf(stderr, "%s\n", diag.lines[i]);
 	}
@@ -167,7 +167,7 @@ static struct config *load_config(const char *path, int as_log)
 		char n[16];
 		snprintf(n, sizeof n, "%d", diag.nerrors);
 		log_kv(LOG_ERROR, "invalid configuration", "config", path,
-		       "errors", n, NULL);
+		       "errors", n, LOG_END);
 	} else if (!cfg) {
 		fprintf(stderr, "triggerd: %s: %d error%s, %d warning%s\n",
 			path, diag.nerrors, diag.nerrors == 1 ? "" : "s",
@@ -342,7 +342,7 @@ static void cancel_inactive(struct store *st, const struct config *cfg)
 	log_kv(cancelled < 0 ? LOG_ERROR : LOG_INFO,
 	       cancelled < 0 ? "could not cancel the deliveries of removed triggers"
 			     : "deliveries of removed or inactive triggers cancelled",
-	       "count", num, NULL);
+	       "count", num, LOG_END);
 	buf_free(&names);
 	free(active);
 }
@@ -355,7 +355,7 @@ static void reload(struct config_slot *slot, struct store *st,
 
 	if (!cfg) {
 		log_kv(LOG_ERROR, "reload failed; keeping the running config",
-		       "config", path, NULL);
+		       "config", path, LOG_END);
 		metrics_reload(0);
 		return;
 	}
@@ -364,11 +364,11 @@ static void reload(struct config_slot *slot, struct store *st,
 	    strcmp(old->listen_host, cfg->listen_host) != 0 ||
 	    old->listen_port != cfg->listen_port || old->workers != cfg->workers)
 		log_kv(LOG_WARN, "server.listen, store.path and dispatch.workers change only at restart",
-		       NULL);
+		       LOG_END);
 	config_release(old);
 
 	config_slot_replace(slot, cfg);
-	log_kv(LOG_INFO, "config reloaded", "config", path, NULL);
+	log_kv(LOG_INFO, "config reloaded", "config", path, LOG_END);
 	cfg = config_slot_acquire(slot);
 	cancel_inactive(st, cfg);
 	config_release(cfg);
@@ -393,14 +393,14 @@ static int run_daemon(struct config *cfg, const char *path)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (http_client_global_init() < 0) {
-		log_kv(LOG_ERROR, "cannot initialise libcurl", NULL);
+		log_kv(LOG_ERROR, "cannot initialise libcurl", LOG_END);
 		config_release(cfg);
 		return EXIT_RUNTIME;
 	}
 	struct store *st = store_open(cfg->store_path, err, sizeof err);
 	if (!st) {
 		log_kv(LOG_ERROR, "cannot open the store", "path",
-		       cfg->store_path, "error", err, NULL);
+		       cfg->store_path, "error", err, LOG_END);
 		config_release(cfg);
 		goto out_curl;
 	}
@@ -410,21 +410,21 @@ static int run_daemon(struct config *cfg, const char *path)
 	config_slot_init(&slot, cfg);
 	struct dispatch *d = dispatch_start(st, &slot, workers);
 	if (!d) {
-		log_kv(LOG_ERROR, "cannot start the dispatcher", NULL);
+		log_kv(LOG_ERROR, "cannot start the dispatcher", LOG_END);
 		goto out_store;
 	}
 	in = (struct ingest){.slot = &slot, .store = st, .dispatch = d};
 	struct server *srv = server_start(host, port, &slot, st, &in, err,
 					  sizeof err);
 	if (!srv) {
-		log_kv(LOG_ERROR, err, NULL);
+		log_kv(LOG_ERROR, err, LOG_END);
 		dispatch_stop(d, util_mono_ms());
 		goto out_store;
 	}
 	char portstr[16];
 	snprintf(portstr, sizeof portstr, "%d", server_port(srv));
 	log_kv(LOG_INFO, "listening", "host", host, "port", portstr, "version",
-	       TRIGGERD_VERSION, NULL);
+	       TRIGGERD_VERSION, LOG_END);
 
 	notify_ready();
 
@@ -445,12 +445,12 @@ static int run_daemon(struct config *cfg, const char *path)
 		}
 	}
 	notify_stopping();
-	log_kv(LOG_INFO, "stopping", NULL);
+	log_kv(LOG_INFO, "stopping", LOG_END);
 	int64_t deadline = util_mono_ms() + STOP_GRACE_MS;
 	server_stop(srv, deadline);
 	dispatch_stop(d, deadline);
 	rc = 0;
-	log_kv(LOG_INFO, "stopped", NULL);
+	log_kv(LOG_INFO, "stopped", LOG_END);
 out_store:
 	store_close(st);
 	config_slot_destroy(&slot);

@@ -39,7 +39,7 @@ static int job_key(const struct event *ev, char *out)
 	for (size_t i = 0; i < f->len; i++) {
 		char c = f->value[i];
 
-		out[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+		out[i] = (char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
 	}
 	out[f->len] = '\0';
 	return 0;

@@ -191,7 +191,8 @@ void request_clear(struct request *r)
 {
 	if (r->url)
 		wipe_free(r->url, strlen(r->url));
-	for (size_t i = 0; i < r->nheaders; i++)
+	for (size_t i = 0; r->header_values && i < r->nheaders; i++)
+		/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
 		wipe_free(r->header_values[i], strlen(r->header_values[i]));
 	free(r->header_values);
 	free(r->headers);

@@ -371,7 +371,7 @@ static void why_prefix(struct why *w, const struct rule *r)
 	if (!w->cap)
 		return; /* nobody asked why: keep the hot path cheap */
 	for (const char *f = r->field; *f && w->len + 1 < w->cap; f++) {
-		char c = (*f >= 'a' && *f <= 'z') ? (char)(*f - 32) : *f;
+		char c = (char)((*f >= 'a' && *f <= 'z') ? *f - 32 : *f);
 
 		why_putn(w, &c, 1);
 	}

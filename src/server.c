@@ -335,7 +335,7 @@ static enum MHD_Result h_retry(struct server *srv, struct MHD_Connection *c,
 	int rc = store_retry(srv->store, r->id, util_now_ms());
 	if (rc == 0) {
 		log_kv(LOG_INFO, "delivery retry requested", "delivery", r->id,
-		       NULL);
+		       LOG_END);
 		if (srv->ingest->dispatch)
 			dispatch_notify(srv->ingest->dispatch);
 		json_t *o = json_pack("{s:s,s:s}", "id", r->id, "state",
@@ -526,7 +526,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	char msg[512];
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
-	log_kv(LOG_DEBUG, "http server", "detail", msg, NULL);
+	log_kv(LOG_DEBUG, "http server", "detail", msg, LOG_END);
 }
 
 /* ---- start and stop ---- */
@@ -562,12 +562,13 @@ static int listen_on(const char *host, int port, char *err, size_t errlen)
 
 static int bound_port(int fd)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	socklen_t len = sizeof ss;
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 		return -1;
 	if (ss.ss_family == AF_INET6)
 		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	/* NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage): getsockname set it */
 	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 

@@ -185,7 +185,7 @@ static int apply_attempt(struct store *st, struct job *j, int64_t now)
 		return -1;
 	if (sqlite3_changes(st->wdb) == 0) {
 		log_kv(LOG_WARN, "attempt for an unknown delivery", "delivery",
-		       j->u.att.id, NULL);
+		       j->u.att.id, LOG_END);
 		return -1;
 	}
 	s = st->w[W_ATTEMPT_PUT];
@@ -329,7 +329,7 @@ static void run_batch(struct store *st, struct job *batch)
 	}
 	if (rc == SQLITE_DONE) {
 		if (st->failing)
-			log_kv(LOG_INFO, "store commits again", NULL);
+			log_kv(LOG_INFO, "store commits again", LOG_END);
 		st->failing = 0;
 		return;
 	}
@@ -340,7 +340,7 @@ static void run_batch(struct store *st, struct job *batch)
 	 * readiness probe while the disk stays full. */
 	if (!st->failing)
 		log_kv(LOG_ERROR, "store cannot commit", "error",
-		       sqlite3_errstr(rc), NULL);
+		       sqlite3_errstr(rc), LOG_END);
 	st->failing = 1;
 }
 

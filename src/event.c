@@ -89,25 +89,30 @@ static char fold(char c)
 }
 
 /*
- * 1 if v nests deeper than max levels (an object or array is one level),
- * else 0. Stops descending as soon as the limit is passed, so recursion is
- * at most max + 1 deep whatever jansson accepted.
+ * 1 if the JSON text nests objects and arrays deeper than max levels,
+ * else 0. Checked on the text, before jansson parses it: jansson's parser
+ * recurses once per level (up to 2048), which a connection thread's small
+ * stack must never have to afford for a hostile body.
  */
-static int too_deep(const json_t *v, int max)
+static int too_deep(const char *s, size_t len, int max)
 {
-	const char *k;
-	json_t *c;
-	size_t i;
+	int depth = 0, in_string = 0;
 
-	if (!json_is_object(v) && !json_is_array(v))
-		return 0;
-	if (max <= 0)
-		return 1;
-	if (json_is_object(v)) {
-		json_object_foreach((json_t *)v, k,
-				    c) if (too_deep(c, max - 1)) return 1;
-	} else {
-		json_array_foreach(v, i, c) if (too_deep(c, max - 1)) return 1;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = 0;
+		} else if (c == '"') {
+			in_string = 1;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max)
+				return 1;
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
 	}
 	return 0;
 }
@@ -295,6 +300,12 @@ struct event *event_parse(const char *body, size_t len, char *err,
 	json_error_t jerr;
 	json_t *root;
 
+	if (too_deep(body, len, EVENT_MAX_DEPTH)) {
+		snprintf(err, errlen,
+			 "JSON nested too deep (at most %d levels)",
+			 EVENT_MAX_DEPTH);
+		return NULL;
+	}
 	root = json_loadb(
 	    body, len,
 	    JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
@@ -311,12 +322,6 @@ struct event *event_parse(const char *body, size_t len, char *err,
 	if (json_object_size(root) > EVENT_MAX_FIELDS) {
 		snprintf(err, errlen, "too many fields (at most %d)",
 			 EVENT_MAX_FIELDS);
-		goto out;
-	}
-	if (too_deep(root, EVENT_MAX_DEPTH)) {
-		snprintf(err, errlen,
-			 "JSON nested too deep (at most %d levels)",
-			 EVENT_MAX_DEPTH);
 		goto out;
 	}
 	ev = build(root, err, errlen);

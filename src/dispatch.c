@@ -114,6 +114,18 @@ struct outcome {
 	int64_t delay_ms;
 };
 
+/* With d->mu held: new work or a free slot wakes ONE idle worker (a
+ * broadcast per accepted event made every worker query the store); that
+ * worker wakes the next if more is ready. Stopping wakes everyone, the
+ * thread waiting in dispatch_stop included. */
+static void wake_one(struct dispatch *d)
+{
+	if (d->stopping)
+		pthread_cond_broadcast(&d->cond);
+	else
+		pthread_cond_signal(&d->cond);
+}
+
 /* ---- the in-flight list (all with d->mu held) ---- */
 
 /* Adds a ready flight for due (taking over what due holds). */
@@ -206,7 +218,7 @@ static void flight_done(void *ctx, int rc)
 		snprintf(id, sizeof id, "%s", f->id);
 		f->hold_until = util_mono_ms() + HOLD_MS;
 	}
-	pthread_cond_broadcast(&d->cond);
+	wake_one(d);
 	pthread_mutex_unlock(&d->mu);
 	if (rc != 0)
 		log_kv(LOG_ERROR,
@@ -525,7 +537,7 @@ static void record(struct dispatch *d, struct flight *f,
 	pthread_mutex_lock(&d->mu);
 	d->nrecording++;
 	f->sending = 0;
-	pthread_cond_broadcast(&d->cond);
+	wake_one(d);
 	pthread_mutex_unlock(&d->mu);
 	if (store_record_attempt(d->st, due->id, &a, o->state, o->next_at_ms,
 				 flight_done, f) < 0)
@@ -605,6 +617,8 @@ static void *worker_main(void *arg)
 		int64_t wake_at = INT64_MAX;
 		int rc = take_due(d, &due, &f, &wake_at);
 		if (rc == 1) {
+			if (d->ready)
+				wake_one(d); /* more is ready: a second pair of hands */
 			pthread_mutex_unlock(&d->mu);
 			deliver(w, f, &due);
 			store_due_clear(&due);
@@ -689,7 +703,7 @@ void dispatch_notify(struct dispatch *d)
 	if (!d)
 		return;
 	pthread_mutex_lock(&d->mu);
-	pthread_cond_broadcast(&d->cond);
+	wake_one(d);
 	pthread_mutex_unlock(&d->mu);
 }
 

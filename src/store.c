@@ -275,6 +275,8 @@ static void store_free(struct store *st)
 		sqlite3_finalize(st->w[i]);
 	for (size_t i = 0; i < R_COUNT_STMTS; i++)
 		sqlite3_finalize(st->r[i]);
+	sqlite3_finalize(st->dedup);
+	sqlite3_close(st->ddb);
 	/* The writer's connection closes last: the last connection to close
 	 * checkpoints the WAL into the database and removes it. */
 	sqlite3_close(st->rdb);
@@ -282,6 +284,7 @@ static void store_free(struct store *st)
 	pthread_cond_destroy(&st->qcond);
 	pthread_mutex_destroy(&st->qlock);
 	pthread_mutex_destroy(&st->rlock);
+	pthread_mutex_destroy(&st->dlock);
 	free(st);
 }
 
@@ -294,6 +297,7 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	pthread_mutex_init(&st->rlock, NULL);
+	pthread_mutex_init(&st->dlock, NULL);
 	pthread_mutex_init(&st->qlock, NULL);
 	pthread_cond_init(&st->qcond, NULL);
 	if (open_writer_db(st, path, err, errlen) < 0 ||
@@ -302,6 +306,10 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	    prepare_all(st->wdb, store_writer_sql, W_COUNT, st->w, err,
 			errlen) < 0 ||
 	    prepare_all(st->rdb, store_read_sql, R_COUNT_STMTS, st->r, err,
+			errlen) < 0 ||
+	    open_db(path, SQLITE_OPEN_READWRITE, &st->ddb, err, errlen) < 0 ||
+	    exec_sql(st->ddb, "PRAGMA query_only = 1", err, errlen) < 0 ||
+	    prepare_all(st->ddb, &store_read_sql[R_DEDUP], 1, &st->dedup, err,
 			errlen) < 0)
 		goto fail;
 	if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {

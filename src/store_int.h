@@ -67,13 +67,19 @@ struct store {
 	sqlite3 *wdb; /* the writer thread's, once started */
 	sqlite3_stmt *w[W_COUNT];
 	int64_t max_window_ms; /* writer only: largest dedup window seen */
-	int failing;
-	int sync_full; /* the write connection's current synchronous mode */	       /* writer only: the last commit failed */
-	int wal_frames;	       /* writer only: frames in the WAL after commit */
+	int failing;	 /* writer only: the last commit failed */
+	int sync_full;	 /* writer only: synchronous is FULL (else NORMAL) */
+	int wal_frames;	 /* writer only: frames in the WAL after commit */
 
 	pthread_mutex_t rlock; /* guards rdb and its statements */
 	sqlite3 *rdb;
 	sqlite3_stmt *r[R_COUNT_STMTS];
+
+	/* The dedup fast path has a read connection of its own, so HTTP
+	 * threads never wait behind the dispatcher's or the admin's reads. */
+	pthread_mutex_t dlock; /* guards ddb and dedup */
+	sqlite3 *ddb;
+	sqlite3_stmt *dedup;
 
 	pthread_mutex_t qlock; /* guards the queue and job->done */
 	pthread_cond_t qcond;  /* the writer waits here for jobs */

@@ -99,9 +99,9 @@ int store_dedup_lookup(struct store *st, const char *key, int64_t window_ms,
 
 	if (!key || window_ms <= 0)
 		return 0;
-	pthread_mutex_lock(&st->rlock);
-	rc = store_dedup_find(st->r[R_DEDUP], key, since, event_id);
-	pthread_mutex_unlock(&st->rlock);
+	pthread_mutex_lock(&st->dlock);
+	rc = store_dedup_find(st->dedup, key, since, event_id);
+	pthread_mutex_unlock(&st->dlock);
 	return rc;
 }
 

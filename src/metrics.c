@@ -134,30 +134,35 @@ static int put_label(struct buf *out, const char *v)
 	return rc;
 }
 
+/* One per-trigger counter family: a line per trigger and label value;
+ * attempts selects the attempt counters, else the delivery outcomes. */
+static int render_series(struct buf *out, const char *family,
+			 const char *help, const char *label,
+			 const char *const *values, size_t nvalues,
+			 int attempts)
+{
+	int rc = buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", family,
+			    help, family);
+	for (size_t i = 0; i < nseries; i++)
+		for (size_t k = 0; k < nvalues; k++) {
+			uint64_t v = attempts ? series[i].attempts[k]
+					      : series[i].deliveries[k];
+			rc |= buf_printf(out, "%s{trigger=\"", family);
+			rc |= put_label(out, series[i].trigger);
+			rc |= buf_printf(out, "\",%s=\"%s\"} %llu\n", label,
+					 values[k], (unsigned long long)v);
+		}
+	return rc ? -1 : 0;
+}
+
 static int render_triggers(struct buf *out)
 {
-	int rc = buf_puts(out,
-		"# HELP triggerd_deliveries_total Deliveries that reached a final state.\n"
-		"# TYPE triggerd_deliveries_total counter\n");
-	for (size_t i = 0; i < nseries; i++)
-		for (size_t o = 0; o < NOUTCOMES; o++) {
-			rc |= buf_puts(out, "triggerd_deliveries_total{trigger=\"");
-			rc |= put_label(out, series[i].trigger);
-			rc |= buf_printf(out, "\",outcome=\"%s\"} %llu\n",
-					 outcomes[o],
-					 (unsigned long long)series[i].deliveries[o]);
-		}
-	rc |= buf_puts(out,
-		"# HELP triggerd_delivery_attempts_total HTTP attempts by result class.\n"
-		"# TYPE triggerd_delivery_attempts_total counter\n");
-	for (size_t i = 0; i < nseries; i++)
-		for (size_t c = 0; c < NCLASSES; c++) {
-			rc |= buf_puts(out, "triggerd_delivery_attempts_total{trigger=\"");
-			rc |= put_label(out, series[i].trigger);
-			rc |= buf_printf(out, "\",class=\"%s\"} %llu\n",
-					 classes[c],
-					 (unsigned long long)series[i].attempts[c]);
-		}
+	int rc = render_series(out, "triggerd_deliveries_total",
+			       "Deliveries that reached a final state.",
+			       "outcome", outcomes, NOUTCOMES, 0);
+	rc |= render_series(out, "triggerd_delivery_attempts_total",
+			    "HTTP attempts by result class.", "class", classes,
+			    NCLASSES, 1);
 	return rc ? -1 : 0;
 }
 

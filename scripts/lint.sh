@@ -27,7 +27,7 @@ status=0
 echo "lint.sh: clang-tidy on ${#files[@]} files"
 # One process per file, two at a time (this machine has two cores).
 printf '%s\n' "${files[@]}" |
-	xargs -P 2 -I{} clang-tidy -p "$dir" --quiet {} 2>/dev/null |
+	xargs -P 2 -I{} clang-tidy -p "$dir" --config-file=.clang-tidy --quiet {} 2>/dev/null |
 	grep -E '^[^ ].*:[0-9]+:[0-9]+: (warning|error): ' | sort -u >"$out" || true
 tidy=$(wc -l <"$out")
 cat "$out"

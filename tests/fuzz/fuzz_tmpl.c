@@ -188,7 +188,12 @@ static int unreserved(unsigned char c)
 	       c == '~';
 }
 
-/* "${{erathos.input}}" gives the input back, raw and percent-encoded. */
+/*
+ * "${{erathos.input}}" gives the input back, raw and percent-encoded:
+ * unreserved bytes as they are, others as %XX -- except that a value made
+ * of dots only is all %2E, so that event data cannot make a "." or ".."
+ * path segment (src/tmpl.c, url_encode).
+ */
 static void check_encoding(const struct tmpl *in, const struct event *ev,
 			   const uint8_t *src, size_t size)
 {
@@ -196,7 +201,10 @@ static void check_encoding(const struct tmpl *in, const struct event *ev,
 			       secret_lens, ev};
 	struct buf b;
 	int missing;
-	size_t j = 4;
+	size_t j = 4, dots = 0;
+
+	while (dots < size && src[dots] == '.')
+		dots++;
 
 	FUZZ_CHECK(render(in, &env, TMPL_ENC_RAW, ROOMY, &b, &missing) == 0);
 	FUZZ_CHECK(b.len == size + 4 && memcmp(b.data + 4, src, size) == 0);
@@ -204,7 +212,7 @@ static void check_encoding(const struct tmpl *in, const struct event *ev,
 	FUZZ_CHECK(render(in, &env, TMPL_ENC_URL, ROOMY, &b, &missing) == 0);
 	for (size_t i = 0; i < size; i++) {
 		FUZZ_CHECK(j < b.len);
-		if (unreserved(src[i])) {
+		if (unreserved(src[i]) && dots < size) {
 			FUZZ_CHECK(b.data[j] == (char)src[i]);
 			j++;
 			continue;

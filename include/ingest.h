@@ -25,7 +25,9 @@ struct ingest {
 
 struct ingest_result {
 	int status;      /* 200, 202, 400 or 503 */
-	char *json;      /* the answer's body; caller frees */
+	char *json;      /* the answer's body, caller frees; NULL for an
+			    error (400, 503): then error says why */
+	char error[256];
 	int retry_after; /* seconds for a Retry-After header, or 0 */
 	const char *result; /* for metrics: "accepted", "duplicate",
 			       "unmatched", "rejected" or "unavailable" */

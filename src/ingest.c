@@ -29,19 +29,11 @@
 
 #define DEDUP_KEY_MAX 4096
 
-static char *error_json(const char *msg)
-{
-	json_t *o = json_pack("{s:s}", "error", msg);
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	return s;
-}
-
 static void answer_error(struct ingest_result *res, int status,
 			 const char *msg)
 {
 	res->status = status;
-	res->json = error_json(msg);
+	snprintf(res->error, sizeof res->error, "%s", msg);
 	res->result = status == 400 ? "rejected" : "unavailable";
 }
 
@@ -170,10 +162,9 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 	accept_matched(in, cfg, body, len, k == 0 ? buf_str(&key) : NULL,
 		       idx, n, res);
 out:
-	if (!res->json) {
-		res->status = 503;
+	if (!res->json && !res->error[0]) {
+		answer_error(res, 503, "out of memory");
 		res->retry_after = 1;
-		res->result = "unavailable";
 	}
 	free(idx);
 	buf_free(&key);

@@ -223,10 +223,10 @@ static enum MHD_Result h_events(struct server *srv, struct MHD_Connection *c,
 	ingest_event(srv->ingest, r->body.data ? r->body.data : "",
 		     r->body.len, &res);
 	metrics_event(res.result);
-	if (res.retry_after) {
-		snprintf(ra, sizeof ra, "%d", res.retry_after);
-		return send_json(c, res.status, res.json, "Retry-After", ra);
-	}
+	snprintf(ra, sizeof ra, "%d", res.retry_after);
+	if (!res.json)
+		return send_error(c, res.status, res.error,
+				  res.retry_after ? "Retry-After" : NULL, ra);
 	return send_json(c, res.status, res.json, NULL, NULL);
 }
 

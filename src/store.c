@@ -309,7 +309,7 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 			errlen) < 0 ||
 	    open_db(path, SQLITE_OPEN_READWRITE, &st->ddb, err, errlen) < 0 ||
 	    exec_sql(st->ddb, "PRAGMA query_only = 1", err, errlen) < 0 ||
-	    prepare_all(st->ddb, &store_read_sql[R_DEDUP], 1, &st->dedup, err,
+	    prepare_all(st->ddb, &store_dedup_sql, 1, &st->dedup, err,
 			errlen) < 0)
 		goto fail;
 	if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {

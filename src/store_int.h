@@ -45,7 +45,6 @@ enum wstmt {
 enum rstmt {
 	R_BEGIN,
 	R_END,
-	R_DEDUP,
 	R_DUE,
 	R_DUE_BATCH,
 	R_COUNT,
@@ -60,6 +59,8 @@ enum rstmt {
 
 extern const char *const store_writer_sql[W_COUNT];
 extern const char *const store_read_sql[R_COUNT_STMTS];
+/* the dedup fast path's one statement, on its own connection */
+extern const char *const store_dedup_sql;
 
 struct job;
 

@@ -32,10 +32,12 @@
 	"  WHERE state = 'pending' AND \"trigger\" > trig.name)"                \
 	" FROM trig WHERE trig.name IS NOT NULL),"
 
+const char *const store_dedup_sql =
+    "SELECT event_id FROM dedup WHERE \"key\" = ?1 AND at > ?2";
+
 const char *const store_read_sql[R_COUNT_STMTS] = {
     [R_BEGIN] = "BEGIN",
     [R_END] = "COMMIT",
-    [R_DEDUP] = "SELECT event_id FROM dedup WHERE \"key\" = ?1 AND at > ?2",
     /*
      * A loose index scan: walk the distinct triggers that have pending
      * deliveries (one index seek each), drop skipped triggers, take each

@@ -1,6 +1,6 @@
 /*
  * ingest — what happens to one POSTed event body: parse, deduplicate,
- * match, store durably, wake the dispatcher.
+ * match, store durably, wake whoever sends deliveries.
  *
  * DESIGN: the HTTP server calls ingest_event() from its connection
  * threads after authentication and size/type checks; this module knows
@@ -13,14 +13,18 @@
 
 #include <stddef.h>
 
+#include "metrics.h"
+
 struct config_slot;
-struct dispatch;
 struct store;
 
 struct ingest {
 	struct config_slot *slot;
 	struct store *store;
-	struct dispatch *dispatch; /* may be NULL (tests) */
+	/* Called after new deliveries were committed (the dispatcher's
+	 * wake-up); may be NULL (tests). Any thread. */
+	void (*wake)(void *ctx);
+	void *wake_ctx;
 };
 
 struct ingest_result {
@@ -29,12 +33,14 @@ struct ingest_result {
 			    error (400, 503): then error says why */
 	char error[256];
 	int retry_after; /* seconds for a Retry-After header, or 0 */
-	const char *result; /* for metrics: "accepted", "duplicate",
-			       "unmatched", "rejected" or "unavailable" */
+	enum metrics_result result; /* triggerd_events_total's label */
 };
 
 /* Handles one event body (len bytes). Always fills res. */
 void ingest_event(const struct ingest *in, const char *body, size_t len,
 		  struct ingest_result *res);
+
+/* Calls in->wake, if any: deliveries became due (an admin retry too). */
+void ingest_wake(const struct ingest *in);
 
 #endif

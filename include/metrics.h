@@ -15,12 +15,25 @@
 
 struct buf;
 
-/* result: "accepted", "duplicate", "unmatched", "rejected" (any 4xx) or
- * "unavailable" (503). */
-void metrics_event(const char *result);
+/* The result label of triggerd_events_total: every answer of
+ * POST /v1/events is one of these. */
+enum metrics_result {
+	METRICS_ACCEPTED,
+	METRICS_DUPLICATE,
+	METRICS_UNMATCHED,
+	METRICS_REJECTED,    /* any 4xx */
+	METRICS_UNAVAILABLE, /* 503 */
+};
 
-/* outcome: "delivered", "failed" or "cancelled". */
-void metrics_delivery(const char *trigger, const char *outcome);
+/* The outcome label of triggerd_deliveries_total. */
+enum metrics_outcome {
+	METRICS_DELIVERED,
+	METRICS_FAILED,
+	METRICS_CANCELLED,
+};
+
+void metrics_event(enum metrics_result result);
+void metrics_delivery(const char *trigger, enum metrics_outcome outcome);
 
 /* One attempt: status is the HTTP status or 0 for no response (class
  * "error"); seconds is how long it took. */

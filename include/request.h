@@ -22,6 +22,7 @@ struct event;
 #define REQUEST_MAX_URL (64 * 1024)
 #define REQUEST_MAX_HEADER (64 * 1024)
 #define REQUEST_MAX_BODY (4 * 1024 * 1024)
+#define REQUEST_MAX_DEDUP_KEY 4096
 
 struct request {
 	const char *method; /* owned by the config */
@@ -46,6 +47,15 @@ int request_render(const struct config *cfg, const struct config_trigger *t,
 		   size_t errlen);
 
 void request_clear(struct request *r);
+
+/*
+ * Renders cfg's events.dedup_key for ev into key (a buf the caller set
+ * up with buf_init(key, REQUEST_MAX_DEDUP_KEY)). Returns 0 when ev has
+ * every field the key names, 1 when it lacks one (the event is not
+ * deduplicated), -1 when the key is too long.
+ */
+int request_dedup_key(const struct config *cfg, const struct event *ev,
+		      struct buf *key);
 
 /*
  * Appends in (len bytes) to out with every secret value of cfg written as

@@ -1,27 +1,34 @@
 /*
- * store — the durable store (SQLite, WAL): events, deliveries, attempts,
- * dedup keys.
+ * store — the durable store's contract: events, deliveries, attempts and
+ * dedup keys, whatever database keeps them.
  *
- * DESIGN: SQLite lives only here. One writer thread owns the write
- * connection; every change (an accepted event with its deliveries, an
- * attempt's outcome, an admin retry, a cancel) is a job on its queue. The
- * writer takes every job queued at that moment and commits them in ONE
- * transaction (group commit, synchronous=FULL: one fsync for the batch),
- * each job inside its own SAVEPOINT so one bad job does not sink the others;
- * then it completes every job of the batch. So concurrent HTTP requests
- * share commits instead of taking turns, and a 202 is only sent after the
- * fsync. Reads (dedup fast path, due deliveries, admin queries) go through
- * a second connection behind a mutex; WAL lets them run beside the writer.
+ * DESIGN: this header is the interface every backend fulfils (today
+ * SQLite, src/store/sqlite/); nothing above the store knows which database
+ * is underneath, and nothing here is database-shaped. store_open() picks
+ * the backend; every other call goes through the backend's table of
+ * operations (src/store/store_backend.h). The store hands out rows
+ * (structs); answers for people — the admin API's JSON, log sentences —
+ * are built above it (admin.c, dispatch).
  *
- * Nothing written here is ever a secret: events are stored as received,
- * deliveries name their trigger, attempts keep a status, an error sentence
- * and the first 4 KiB of the response.
+ * What every backend guarantees:
+ *  - store_accept() returns only once the event and its deliveries are
+ *    durable (a crash, kill -9 or power loss after it keeps them); a
+ *    backend may share one commit among concurrent callers (group commit).
+ *  - A delivery is handed to at most one claimant at a time. A claimant
+ *    passes the ids and triggers it already holds (so a single-process
+ *    backend needs no state of its own) and a lease: a backend shared by
+ *    several processes marks the claim on disk until the lease expires, so
+ *    a claimant that dies gives its deliveries back by itself.
+ *  - A delivery being sent is still pending on disk: after a crash it is
+ *    due again (at-least-once), once its lease, if any, has expired.
+ *  - Nothing written here is ever a secret: events are stored as received,
+ *    deliveries name their trigger, attempts keep a status, an error
+ *    sentence and the first STORE_RESPONSE_MAX bytes of the response
+ *    (already redacted by the caller).
  *
- * Delivery states on disk: pending, delivered, failed, cancelled. A delivery
- * being sent is still "pending" on disk (the dispatcher tracks in-flight ids
- * in memory), so after a crash it is simply due again (at-least-once).
- *
- * All functions are thread-safe unless said otherwise.
+ * Delivery states: pending, delivered, failed, cancelled. All functions
+ * are thread-safe; store_open and store_close are called by one thread
+ * (main) while no other uses the store.
  */
 #ifndef TRIGGERD_STORE_H
 #define TRIGGERD_STORE_H
@@ -46,16 +53,18 @@ int store_state_parse(const char *s, enum store_state *out); /* 0 / -1 */
 struct store;
 
 /*
- * Opens (creating it and its schema on first use) the database at path and
- * starts the writer thread. Migrates an older schema version; refuses a
- * newer one. NULL on failure, with a message in err.
+ * Opens the store at location (today a SQLite file path; created with its
+ * schema on first use, an older schema migrated in place, a newer one
+ * refused) and starts whatever threads the backend needs. NULL on failure,
+ * with a message for people in err.
  */
-struct store *store_open(const char *path, char *err, size_t errlen);
+struct store *store_open(const char *location, char *err, size_t errlen);
 
-/* Finishes queued jobs, stops the writer, closes. NULL is a no-op. */
+/* Finishes queued changes, stops the backend's threads, closes. NULL is a
+ * no-op. */
 void store_close(struct store *st);
 
-/* 1 if a write transaction can be committed right now, else 0 (/readyz). */
+/* 1 if a change can be committed durably right now, else 0 (/readyz). */
 int store_writable(struct store *st);
 
 /* ---- accepting events (HTTP threads) ---- */
@@ -77,17 +86,20 @@ struct store_event_out {
 
 /*
  * Commits the event and one pending delivery per trigger, durably, unless
- * its dedup key was accepted within the window (then out->duplicate = 1 and
- * nothing is written). Blocks until the commit's fsync is done. Returns 0,
- * or -1 if the store cannot commit (disk full, I/O error, closing): nothing
- * of this event is then stored.
+ * its dedup key was accepted within the window (then out->duplicate = 1,
+ * out->event_id is the first event's, and nothing is written). The dedup
+ * check and the write are one atomic step. Blocks until durable. Returns
+ * 0, or -1 if the store cannot commit (disk full, I/O error, closing):
+ * nothing of this event is then stored.
  */
 int store_accept(struct store *st, const struct store_event_in *in,
 		 struct store_event_out *out);
 
-/* Fast read-only check: 1 and the first event's id in event_id if key was
+/*
+ * Fast read-only check: 1 and the first event's id in event_id if key was
  * accepted within the window, 0 if not, -1 on error. store_accept checks
- * again inside its transaction; this only lets duplicates skip the queue. */
+ * again atomically; this only lets duplicates skip the commit.
+ */
 int store_dedup_lookup(struct store *st, const char *key, int64_t window_ms,
 		       char event_id[UTIL_ID_LEN]);
 
@@ -99,24 +111,35 @@ struct store_due {
 	char *trigger;
 	int attempts;          /* attempts made so far */
 	int64_t accepted_at_ms; /* when the delivery was created or last retried by an admin */
-	char *body;            /* the event's stored body */
+	char *body;            /* the event's stored body, NUL-terminated */
 	size_t body_len;
 };
 
+struct store_claim {
+	int64_t now_ms;   /* wall clock */
+	int64_t lease_ms; /* how long the claim holds if never released */
+	const char *const *skip_ids; /* deliveries the claimant holds */
+	size_t nskip_ids;
+	const char *const *skip_triggers; /* triggers it takes none of now */
+	size_t nskip_triggers;
+};
+
 /*
- * Finds up to max pending deliveries with next_attempt_at <= now, earliest
- * first, whose ids are not in skip_ids and whose triggers are not in
- * skip_triggers (both arrays of C strings). Returns how many it put in
- * out[] (free each with store_due_clear); 0 if none is due (then
+ * Claims up to max pending deliveries with next_attempt_at <= now,
+ * earliest first, that are not in c->skip_ids, not of a trigger in
+ * c->skip_triggers and not claimed by anyone else. Returns how many it put
+ * in out[] (free each with store_due_clear); 0 if none is due, and then
  * *wake_at_ms is the earliest future next_attempt_at among pending
- * deliveries not skipped, or INT64_MAX); -1 on error. Taking several at
- * once lets the dispatcher pay for one read transaction per batch.
+ * deliveries not skipped (INT64_MAX if none); -1 on error. A claim ends
+ * with store_record_attempt() or store_release().
  */
-int store_next_due(struct store *st, int64_t now_ms,
-		   const char *const *skip_ids, size_t nskip_ids,
-		   const char *const *skip_triggers, size_t nskip_triggers,
-		   struct store_due *out, size_t max, int64_t *wake_at_ms);
-void store_due_clear(struct store_due *d);
+int store_claim_due(struct store *st, const struct store_claim *c,
+		    struct store_due *out, size_t max, int64_t *wake_at_ms);
+void store_due_clear(struct store_due *d); /* NULL is a no-op */
+
+/* Gives a claimed delivery back untouched (an attempt abandoned at
+ * shutdown): it is due again as it was. 0, or -1. */
+int store_release(struct store *st, const char *id);
 
 struct store_attempt {
 	int64_t at_ms;        /* when the attempt started */
@@ -128,10 +151,13 @@ struct store_attempt {
 };
 
 /*
- * Records one attempt of delivery id and moves the delivery to state
- * (pending with next_at_ms for a retry; delivered or failed). Does not wait
- * for the commit: done(ctx, rc) is called from the writer thread once the
- * change is committed (rc 0) or could not be (rc -1). done may be NULL.
+ * Records one attempt of claimed delivery id, moves it to state (pending
+ * with next_at_ms for a retry; delivered or failed) and ends the claim. A
+ * delivery cancelled meanwhile stays cancelled. Does not wait for the
+ * commit: returns 0 once queued, and done(ctx, rc) is then called from a
+ * store thread when the change is committed (rc 0) or could not be (rc
+ * -1); -1 if it could not even be queued (done is NOT called). done may
+ * be NULL and must not call a blocking store function.
  */
 int store_record_attempt(struct store *st, const char *id,
 			 const struct store_attempt *a, enum store_state state,
@@ -139,12 +165,12 @@ int store_record_attempt(struct store *st, const char *id,
 			 void (*done)(void *ctx, int rc), void *ctx);
 
 /*
- * Moves every pending delivery whose trigger is not in active (names of
- * the triggers that exist and are active) to cancelled. Blocks until
+ * Moves every pending delivery whose trigger is not in active (the names
+ * of the triggers that exist and are active) to cancelled. Blocks until
  * committed. Returns how many were cancelled, or -1. If each is not NULL
- * it is called from the writer thread, before the commit, once per
- * cancelled delivery with its trigger's name: count those calls only when
- * the function then returns >= 0.
+ * it is called once per cancelled delivery with its trigger's name, from a
+ * store thread, before the commit: count those calls only when the
+ * function then returns >= 0.
  */
 int store_cancel_inactive(struct store *st, const char *const *active,
 			  size_t nactive,
@@ -156,20 +182,58 @@ int64_t store_count_pending(struct store *st);
 
 /* ---- admin (HTTP threads) ---- */
 
+/* A delivery as the admin API shows it. Absent values: -1 / NULL. */
+struct store_delivery {
+	char id[UTIL_ID_LEN];
+	char event_id[UTIL_ID_LEN];
+	char *trigger;
+	enum store_state state;
+	int attempts;
+	int last_status;            /* -1: none yet */
+	char *last_error;           /* NULL: none */
+	int64_t next_attempt_at_ms; /* -1: not scheduled */
+	int64_t created_at_ms;
+};
+
+/* One attempt of a delivery's history. */
+struct store_history {
+	int64_t at_ms;
+	int status;  /* -1: no response */
+	char *error; /* NULL: none */
+	int64_t ms;
+};
+
+/* What store_list() returns. */
+struct store_delivery_list {
+	struct store_delivery *v;
+	size_t n;
+};
+
 /*
- * Appends to out (a struct buf, as JSON text) the admin API's answers:
- *  store_list_json: {"deliveries":[…]} newest first, filtered by state and
- *    trigger when not NULL, at most limit;
- *  store_get_json: one delivery object plus "history" (every attempt as
- *    {"at","status","error","ms"}); returns 0, 1 if there is no such id,
- *    -1 on error.
- * A delivery object is {"id","event","trigger","state","attempts",
- * "last_status","last_error","next_attempt_at","created_at"}.
+ * Lists at most limit deliveries (100 when limit <= 0), newest first,
+ * filtered by state and trigger when not NULL. 0 with *out filled (free
+ * with store_list_clear), or -1.
  */
-struct buf;
-int store_list_json(struct store *st, const char *state, const char *trigger,
-		    int limit, struct buf *out);
-int store_get_json(struct store *st, const char *id, struct buf *out);
+int store_list(struct store *st, const char *state, const char *trigger,
+	       int limit, struct store_delivery_list *out);
+void store_list_clear(struct store_delivery_list *l);
+
+/* One delivery and its history, oldest attempt first, read consistently.
+ */
+struct store_delivery_full {
+	struct store_delivery d;
+	struct store_history *history;
+	size_t nhistory;
+};
+
+/* 0 with *out filled (free with store_get_clear), 1 if there is no such
+ * id, -1 on error. */
+int store_get(struct store *st, const char *id,
+	      struct store_delivery_full *out);
+void store_get_clear(struct store_delivery_full *f);
+
+/* Frees what a row holds (the struct itself is the caller's). */
+void store_delivery_clear(struct store_delivery *d);
 
 /*
  * Makes a failed or cancelled delivery pending again, due now, with a

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static analysis of src/: clang-tidy (checks in .clang-tidy) and cppcheck.
 #   scripts/lint.sh            # both; exits 1 on any finding
-#   scripts/lint.sh src/tmpl.c # clang-tidy and cppcheck on some files only
+#   scripts/lint.sh src/core/tmpl.c # clang-tidy and cppcheck on some files only
 # clang-tidy reads the compile flags from build-lint/compile_commands.json,
 # which CMake writes at configure time (clang, so that its flags are
 # clang's); nothing is built. Findings are printed as FILE:LINE:COL:
@@ -17,7 +17,7 @@ CC="${CC:-clang}" cmake -S . -B "$dir" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/
 if [ $# -gt 0 ]; then
 	files=("$@")
 else
-	mapfile -t files < <(ls src/*.c)
+	mapfile -t files < <(find src -name "*.c" | sort)
 fi
 
 out=$(mktemp)

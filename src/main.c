@@ -27,8 +27,8 @@
 #include "ingest.h"
 #include "log.h"
 #include "match.h"
-#include "metrics.h"
 #include "notify.h"
+#include "reload.h"
 #include "request.h"
 #include "server.h"
 #include "store.h"
@@ -278,16 +278,17 @@ static int run_dry(const struct config *cfg, const char *path)
 		fprintf(stderr, "triggerd: invalid event: %s\n", err);
 		return EXIT_CONFIG;
 	}
-	struct tmpl_env env;
 	struct buf key;
-	int missing = 0;
-	buf_init(&key, 4096);
-	config_env(cfg, ev, 1, &env);
-	tmpl_render(cfg->dedup_key, &env, TMPL_ENC_RAW, &key, &missing);
-	if (missing)
+	buf_init(&key, REQUEST_MAX_DEDUP_KEY);
+	switch (request_dedup_key(cfg, ev, &key)) {
+	case 0: printf("dedup key: %s\n", buf_str(&key)); break;
+	case 1:
 		printf("dedup key: none (the event lacks a field the key names)\n");
-	else
-		printf("dedup key: %s\n", buf_str(&key));
+		break;
+	default:
+		printf("dedup key: none (longer than %d bytes: not deduplicated)\n",
+		       REQUEST_MAX_DEDUP_KEY);
+	}
 	buf_free(&key);
 
 	for (size_t i = 0; i < cfg->ntriggers; i++) {
@@ -311,68 +312,9 @@ static int run_dry(const struct config *cfg, const char *path)
 	return 0;
 }
 
-/* Collects the trigger of each delivery a reload cancels (writer thread). */
-static void note_cancelled(void *ctx, const char *trigger)
+/* Wakes the dispatcher: deliveries were committed (ingest's callback). */
+static void wake_dispatch(void *d)
 {
-	struct buf *names = ctx;
-	buf_append(names, trigger, strlen(trigger) + 1);
-}
-
-/* Cancels the pending deliveries of triggers that cfg removed or
- * deactivated, and counts them. */
-static void cancel_inactive(struct store *st, const struct config *cfg)
-{
-	const char **active = calloc(cfg->ntriggers + 1, sizeof *active);
-	struct buf names;
-	size_t n = 0;
-	char num[24];
-
-	if (!active)
-		return;
-	for (size_t i = 0; i < cfg->ntriggers; i++)
-		if (cfg->triggers[i].active)
-			active[n++] = cfg->triggers[i].name;
-	buf_init(&names, (size_t)64 << 20);
-	int cancelled = store_cancel_inactive(st, active, n, note_cancelled,
-					      &names);
-	for (size_t off = 0; cancelled > 0 && off < names.len;
-	     off += strlen(names.data + off) + 1)
-		metrics_delivery(names.data + off, "cancelled");
-	snprintf(num, sizeof num, "%d", cancelled);
-	log_kv(cancelled < 0 ? LOG_ERROR : LOG_INFO,
-	       cancelled < 0 ? "could not cancel the deliveries of removed triggers"
-			     : "deliveries of removed or inactive triggers cancelled",
-	       "count", num, LOG_END);
-	buf_free(&names);
-	free(active);
-}
-
-/* SIGHUP: a valid new config replaces the old one; otherwise it stays. */
-static void reload(struct config_slot *slot, struct store *st,
-		   struct dispatch *d, const char *path)
-{
-	struct config *cfg = load_config(path, 1);
-
-	if (!cfg) {
-		log_kv(LOG_ERROR, "reload failed; keeping the running config",
-		       "config", path, LOG_END);
-		metrics_reload(0);
-		return;
-	}
-	struct config *old = config_slot_acquire(slot);
-	if (strcmp(old->store_path, cfg->store_path) != 0 ||
-	    strcmp(old->listen_host, cfg->listen_host) != 0 ||
-	    old->listen_port != cfg->listen_port || old->workers != cfg->workers)
-		log_kv(LOG_WARN, "server.listen, store.path and dispatch.workers change only at restart",
-		       LOG_END);
-	config_release(old);
-
-	config_slot_replace(slot, cfg);
-	log_kv(LOG_INFO, "config reloaded", "config", path, LOG_END);
-	cfg = config_slot_acquire(slot);
-	cancel_inactive(st, cfg);
-	config_release(cfg);
-	metrics_reload(1);
 	dispatch_notify(d);
 }
 
@@ -413,7 +355,8 @@ static int run_daemon(struct config *cfg, const char *path)
 		log_kv(LOG_ERROR, "cannot start the dispatcher", LOG_END);
 		goto out_store;
 	}
-	in = (struct ingest){.slot = &slot, .store = st, .dispatch = d};
+	in = (struct ingest){.slot = &slot, .store = st,
+			     .wake = wake_dispatch, .wake_ctx = d};
 	struct server *srv = server_start(host, port, &slot, st, &in, err,
 					  sizeof err);
 	if (!srv) {
@@ -436,7 +379,7 @@ static int run_daemon(struct config *cfg, const char *path)
 			     : sigwaitinfo(&set, NULL);
 		if (sig == SIGHUP) {
 			notify_reloading();
-			reload(&slot, st, d, path);
+			reload_apply(&in, path, load_config(path, 1));
 			notify_ready();
 		} else if (sig == SIGINT || sig == SIGTERM) {
 			break;

@@ -65,7 +65,7 @@ static const char event_body[] =
  */
 #include <sanitizer/asan_interface.h>
 
-#include "../../src/config_int.h" /* CONFIG_MAX_FILE */
+#include "../../src/config/config_int.h" /* CONFIG_MAX_FILE */
 
 #define BIG_SIZE ((size_t)CONFIG_MAX_FILE + 1)
 

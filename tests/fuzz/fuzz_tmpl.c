@@ -192,7 +192,7 @@ static int unreserved(unsigned char c)
  * "${{erathos.input}}" gives the input back, raw and percent-encoded:
  * unreserved bytes as they are, others as %XX -- except that a value made
  * of dots only is all %2E, so that event data cannot make a "." or ".."
- * path segment (src/tmpl.c, url_encode).
+ * path segment (src/core/tmpl.c, url_encode).
  */
 static void check_encoding(const struct tmpl *in, const struct event *ev,
 			   const uint8_t *src, size_t size)

@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "../../src/dispatch_int.h"
+#include "../../src/dispatch/dispatch_int.h"
 #include "check.h"
 
 static const char *err(int status, const char *body)

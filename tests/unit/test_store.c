@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "buf.h"
 #include "check.h"
 #include "store.h"
@@ -131,6 +132,44 @@ static int attempt(struct store *st, const char *id, int status,
 
 	if (rc == 0)
 		wait_calls(want);
+	return rc;
+}
+
+/* The claim a single dispatcher makes (no lease to speak of). */
+static int claim_due(struct store *st, int64_t now_ms,
+		     const char *const *skip_ids, size_t nskip_ids,
+		     const char *const *skip_triggers, size_t nskip_triggers,
+		     struct store_due *out, size_t max, int64_t *wake_at_ms)
+{
+	struct store_claim c = {
+	    .now_ms = now_ms, .lease_ms = 35000,
+	    .skip_ids = skip_ids, .nskip_ids = nskip_ids,
+	    .skip_triggers = skip_triggers, .nskip_triggers = nskip_triggers,
+	};
+	return store_claim_due(st, &c, out, max, wake_at_ms);
+}
+
+/* The admin API's answers: the store's rows as admin.c shows them. */
+static int store_get_json(struct store *st, const char *id, struct buf *out)
+{
+	struct store_delivery_full f;
+	int rc = store_get(st, id, &f);
+
+	if (rc == 0 && admin_delivery_json(&f, out) < 0)
+		rc = -1;
+	store_get_clear(&f);
+	return rc;
+}
+
+static int store_list_json(struct store *st, const char *state,
+			   const char *trigger, int limit, struct buf *out)
+{
+	struct store_delivery_list l;
+	int rc = store_list(st, state, trigger, limit, &l);
+
+	if (rc == 0 && admin_deliveries_json(&l, out) < 0)
+		rc = -1;
+	store_list_clear(&l);
 	return rc;
 }
 
@@ -282,7 +321,7 @@ static void test_accept(void)
 	CHECK_INT(store_accept(st, &in, &out), 0);
 	const char *skip[] = {"alpha", "beta"};
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, skip, 2, &d, 1, &wake), 1);
+	    claim_due(st, util_now_ms(), NULL, 0, skip, 2, &d, 1, &wake), 1);
 	CHECK_STR(d.trigger, "gamma");
 	/* gamma's first delivery (from the first event) comes first */
 	CHECK(d.body_len == 7 && memcmp(d.body, "{\"a\":1}", 7) == 0);
@@ -293,7 +332,7 @@ static void test_accept(void)
 	CHECK_INT(store_accept(st, &in, &out), 0);
 	const char *skip3[] = {"alpha", "beta", "gamma"};
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, skip3, 3, &d, 1, &wake), 1);
+	    claim_due(st, util_now_ms(), NULL, 0, skip3, 3, &d, 1, &wake), 1);
 	CHECK(d.body_len == 0 && d.body && d.body[0] == '\0');
 	store_due_clear(&d);
 	CHECK_INT(disk_int("accept", "SELECT COUNT(*) FROM events "
@@ -473,7 +512,7 @@ static void test_due(void)
 
 	if (!st)
 		return;
-	CHECK_INT(store_next_due(st, now, NULL, 0, NULL, 0, &d, 1, &wake), 0);
+	CHECK_INT(claim_due(st, now, NULL, 0, NULL, 0, &d, 1, &wake), 0);
 	CHECK(wake == INT64_MAX);
 
 	/* x1 due at now+5000, x2 at now+1000, x3 delivered */
@@ -484,9 +523,9 @@ static void test_due(void)
 	CHECK_INT(attempt(st, ids[1], 0, "timeout", STORE_PENDING, now + 1000),
 		  0);
 	CHECK_INT(attempt(st, ids[2], 200, NULL, STORE_DELIVERED, 0), 0);
-	CHECK_INT(store_next_due(st, now, NULL, 0, NULL, 0, &d, 1, &wake), 0);
+	CHECK_INT(claim_due(st, now, NULL, 0, NULL, 0, &d, 1, &wake), 0);
 	CHECK(wake == now + 1000);
-	CHECK_INT(store_next_due(st, now + 1000, NULL, 0, NULL, 0, &d, 1, &wake),
+	CHECK_INT(claim_due(st, now + 1000, NULL, 0, NULL, 0, &d, 1, &wake),
 		  1);
 	CHECK_STR(d.id, ids[1]);
 	CHECK_STR(d.event_id, out.event_id);
@@ -494,15 +533,15 @@ static void test_due(void)
 	CHECK_INT(d.attempts, 1);
 	store_due_clear(&d);
 	const char *skip1[] = {ids[1]};
-	CHECK_INT(store_next_due(st, now + 1000, skip1, 1, NULL, 0, &d, 1, &wake),
+	CHECK_INT(claim_due(st, now + 1000, skip1, 1, NULL, 0, &d, 1, &wake),
 		  0);
 	CHECK(wake == now + 5000);
-	CHECK_INT(store_next_due(st, now + 9000, skip1, 1, NULL, 0, &d, 1, &wake),
+	CHECK_INT(claim_due(st, now + 9000, skip1, 1, NULL, 0, &d, 1, &wake),
 		  1);
 	CHECK_STR(d.id, ids[0]);
 	store_due_clear(&d);
 	const char *skipx[] = {"x"};
-	CHECK_INT(store_next_due(st, now + 9000, NULL, 0, skipx, 1, &d, 1, &wake),
+	CHECK_INT(claim_due(st, now + 9000, NULL, 0, skipx, 1, &d, 1, &wake),
 		  0);
 	CHECK(wake == INT64_MAX);
 
@@ -519,7 +558,7 @@ static void test_due(void)
 	CHECK_INT(accept(st, "{\"b\":1}", NULL, 0, b, 1, &out, ids), 0);
 	const char *skipa[] = {"a", "x"};
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, skipa, 2, &d, 1, &wake), 1);
+	    claim_due(st, util_now_ms(), NULL, 0, skipa, 2, &d, 1, &wake), 1);
 	CHECK_STR(d.id, ids[0]);
 	CHECK_STR(d.trigger, "b");
 	store_due_clear(&d);
@@ -527,14 +566,14 @@ static void test_due(void)
 	for (int i = 0; i < NA / 2; i++)
 		skipb[i] = aids[i];
 	skipb[NA / 2] = "x"; /* an id list may hold anything */
-	CHECK_INT(store_next_due(st, util_now_ms(), skipb, NA / 2 + 1, skipx, 1,
+	CHECK_INT(claim_due(st, util_now_ms(), skipb, NA / 2 + 1, skipx, 1,
 				 &d, 1, &wake),
 		  1);
 	CHECK_STR(d.id, aids[NA / 2]); /* same next_at: creation order */
 	store_due_clear(&d);
 	const char *skipab[] = {"a", "b", "x"};
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, skipab, 3, &d, 1, &wake),
+	    claim_due(st, util_now_ms(), NULL, 0, skipab, 3, &d, 1, &wake),
 	    0);
 	CHECK(wake == INT64_MAX);
 	CHECK_INT(store_count_pending(st), NA + 3);
@@ -542,7 +581,7 @@ static void test_due(void)
 	/* a batch: several per trigger, earliest first, skips honoured */
 	struct store_due batch[8];
 	const char *skipx1[] = {"x"};
-	int got = store_next_due(st, util_now_ms(), skipb, NA / 2, skipx1, 1,
+	int got = claim_due(st, util_now_ms(), skipb, NA / 2, skipx1, 1,
 				 batch, 8, &wake);
 	CHECK_INT(got, 8);
 	for (int i = 0; i < got; i++) {
@@ -551,7 +590,7 @@ static void test_due(void)
 		store_due_clear(&batch[i]);
 	}
 	const char *skipa1[] = {"a", "x"};
-	got = store_next_due(st, util_now_ms(), NULL, 0, skipa1, 2, batch, 8,
+	got = claim_due(st, util_now_ms(), NULL, 0, skipa1, 2, batch, 8,
 			     &wake);
 	CHECK_INT(got, 1);
 	CHECK(got == 1 && strcmp(batch[0].trigger, "b") == 0);
@@ -638,7 +677,7 @@ static void test_attempts(void)
 	CHECK_INT(json_array_size(json_object_get(j, "history")), 1);
 	json_decref(j);
 	const char *only_y[] = {"x", "z"}, *not_y2[] = {ids[3]};
-	CHECK_INT(store_next_due(st, now + 50, not_y2, 1, only_y, 2, &d, 1, &wake),
+	CHECK_INT(claim_due(st, now + 50, not_y2, 1, only_y, 2, &d, 1, &wake),
 		  1);
 	CHECK_STR(d.id, ids[1]);
 	CHECK_INT(d.attempts, 0);
@@ -751,7 +790,7 @@ static void test_list(void)
 	struct store_due d;
 	int64_t wake;
 	CHECK_INT(
-	    store_next_due(st, util_now_ms(), NULL, 0, NULL, 0, &d, 1, &wake), 1);
+	    claim_due(st, util_now_ms(), NULL, 0, NULL, 0, &d, 1, &wake), 1);
 	CHECK_STR(d.id, ids[0]);
 	store_due_clear(&d);
 	store_close(st);

@@ -1,7 +1,7 @@
 /*
- * store_writer — the store's writer thread and the calls that queue work
- * for it (store_accept, store_record_attempt, store_retry,
- * store_cancel_inactive, store_writable).
+ * sqlite_writer — the SQLite backend's writer thread and the operations
+ * that queue work for it (accept, record_attempt, retry, cancel_inactive,
+ * writable; see store.h for their contracts).
  *
  * DESIGN: one thread owns the write connection. Callers queue a job under
  * qlock; the writer takes every job queued at that moment, runs them in one
@@ -15,7 +15,7 @@
  * the next batch simply tries again. After completing a batch the writer
  * checkpoints the WAL if it has grown, so no caller waits for that.
  */
-#include "store_int.h"
+#include "sqlite_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +25,7 @@
 #define PRUNE_PER_BATCH 256    /* expired dedup rows deleted per commit */
 #define CHECKPOINT_FRAMES 1000 /* SQLite's default autocheckpoint size */
 
-const char *const store_writer_sql[W_COUNT] = {
+const char *const sqlite_writer_sql[W_COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
     [W_COMMIT] = "COMMIT",
     [W_ROLLBACK] = "ROLLBACK",
@@ -105,9 +105,9 @@ struct job {
 };
 
 /* Replaces the automatic checkpoint: only notes the WAL's size. */
-int store_writer_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+int sqlite_writer_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
-	struct store *st = arg;
+	struct sqlite_store *st = arg;
 
 	st->wal_frames = frames;
 	return SQLITE_OK;
@@ -117,7 +117,7 @@ int store_writer_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
  * dedup row is written only when there is a delivery: SPEC remembers keys
  * of accepted (202) events only, and an event that matched nothing is not
  * one. */
-static int apply_accept(struct store *st, struct job *j, int64_t now)
+static int apply_accept(struct sqlite_store *st, struct job *j, int64_t now)
 {
 	const struct store_event_in *in = j->u.acc.in;
 	struct store_event_out *out = j->u.acc.out;
@@ -126,8 +126,8 @@ static int apply_accept(struct store *st, struct job *j, int64_t now)
 
 	out->duplicate = 0;
 	if (dedup) {
-		int64_t since = store_window_start(now, in->dedup_window_ms);
-		int r = store_dedup_find(st->w[W_DEDUP_GET], in->dedup_key,
+		int64_t since = sqlite_store_window_start(now, in->dedup_window_ms);
+		int r = sqlite_store_dedup_find(st->w[W_DEDUP_GET], in->dedup_key,
 					 since, out->event_id);
 		if (r != 0) {
 			out->duplicate = r == 1;
@@ -141,7 +141,7 @@ static int apply_accept(struct store *st, struct job *j, int64_t now)
 	sqlite3_bind_blob64(s, 2, in->body ? in->body : "", in->body_len,
 			    SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, now);
-	if (store_run_stmt(s) != SQLITE_DONE)
+	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
 		return -1;
 	s = st->w[W_DELIVERY_PUT];
 	for (size_t i = 0; i < in->ntriggers; i++) {
@@ -151,7 +151,7 @@ static int apply_accept(struct store *st, struct job *j, int64_t now)
 		sqlite3_bind_text(s, 2, out->event_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 3, in->triggers[i], -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 4, now);
-		if (store_run_stmt(s) != SQLITE_DONE)
+		if (sqlite_store_run_stmt(s) != SQLITE_DONE)
 			return -1;
 	}
 	if (!dedup || in->ntriggers == 0)
@@ -160,7 +160,7 @@ static int apply_accept(struct store *st, struct job *j, int64_t now)
 	sqlite3_bind_text(s, 1, in->dedup_key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, out->event_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, now);
-	if (store_run_stmt(s) != SQLITE_DONE)
+	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
 		return -1;
 	if (in->dedup_window_ms > st->max_window_ms)
 		st->max_window_ms = in->dedup_window_ms;
@@ -169,19 +169,19 @@ static int apply_accept(struct store *st, struct job *j, int64_t now)
 
 /* Moves the delivery, then appends the attempt to its history; an unknown
  * id fails the job. */
-static int apply_attempt(struct store *st, struct job *j, int64_t now)
+static int apply_attempt(struct sqlite_store *st, struct job *j, int64_t now)
 {
 	sqlite3_stmt *s = st->w[W_ATTEMPT_APPLY];
 
 	if (j->u.att.status > 0)
 		sqlite3_bind_int(s, 1, j->u.att.status);
-	store_bind_opt_text(s, 2, j->u.att.error);
+	sqlite_store_bind_opt_text(s, 2, j->u.att.error);
 	sqlite3_bind_int64(s, 3, now);
 	sqlite3_bind_text(s, 4, store_state_name(j->u.att.state), -1,
 			  SQLITE_STATIC);
 	sqlite3_bind_int64(s, 5, j->u.att.next_at_ms);
 	sqlite3_bind_text(s, 6, j->u.att.id, -1, SQLITE_STATIC);
-	if (store_run_stmt(s) != SQLITE_DONE)
+	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
 		return -1;
 	if (sqlite3_changes(st->wdb) == 0) {
 		log_kv(LOG_WARN, "attempt for an unknown delivery", "delivery",
@@ -193,33 +193,33 @@ static int apply_attempt(struct store *st, struct job *j, int64_t now)
 	sqlite3_bind_int64(s, 2, j->u.att.at_ms);
 	if (j->u.att.status > 0)
 		sqlite3_bind_int(s, 3, j->u.att.status);
-	store_bind_opt_text(s, 4, j->u.att.error);
+	sqlite_store_bind_opt_text(s, 4, j->u.att.error);
 	sqlite3_bind_int64(s, 5, j->u.att.ms);
 	if (j->u.att.response)
 		sqlite3_bind_blob64(s, 6, j->u.att.response,
 				    j->u.att.response_len, SQLITE_STATIC);
-	return store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
+	return sqlite_store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
 }
 
-static int apply_retry(struct store *st, struct job *j)
+static int apply_retry(struct sqlite_store *st, struct job *j)
 {
 	sqlite3_stmt *s = st->w[W_RETRY];
 	int rc;
 
 	sqlite3_bind_text(s, 1, j->u.retry.id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, j->u.retry.now_ms);
-	if (store_run_stmt(s) != SQLITE_DONE)
+	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
 		return -1;
 	if (sqlite3_changes(st->wdb) > 0)
 		return 0;
 	s = st->w[W_EXISTS];
 	sqlite3_bind_text(s, 1, j->u.retry.id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
-	store_done_stmt(s);
+	sqlite_store_done_stmt(s);
 	return rc == SQLITE_ROW ? 2 : rc == SQLITE_DONE ? 1 : -1;
 }
 
-static int apply_simple(struct store *st, struct job *j, int64_t now)
+static int apply_simple(struct sqlite_store *st, struct job *j, int64_t now)
 {
 	sqlite3_stmt *s;
 
@@ -236,21 +236,21 @@ static int apply_simple(struct store *st, struct job *j, int64_t now)
 					(const char *)sqlite3_column_text(s, 0));
 			n++;
 		}
-		store_done_stmt(s);
+		sqlite_store_done_stmt(s);
 		return rc == SQLITE_DONE ? n : -1;
 	}
 	s = st->w[W_PROBE];
 	sqlite3_bind_int64(s, 1, now);
-	return store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
+	return sqlite_store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
 }
 
 /* Runs one job inside its own savepoint: its result, or -1 with every
  * change it made undone. */
-static int run_job(struct store *st, struct job *j, int64_t now)
+static int run_job(struct sqlite_store *st, struct job *j, int64_t now)
 {
 	int rc;
 
-	if (store_run_stmt(st->w[W_SAVEPOINT]) != SQLITE_DONE)
+	if (sqlite_store_run_stmt(st->w[W_SAVEPOINT]) != SQLITE_DONE)
 		return -1;
 	switch (j->kind) {
 	case JOB_ACCEPT: rc = apply_accept(st, j, now); break;
@@ -259,22 +259,22 @@ static int run_job(struct store *st, struct job *j, int64_t now)
 	default: rc = apply_simple(st, j, now); break;
 	}
 	if (rc < 0)
-		store_run_stmt(st->w[W_ROLLBACK_TO]);
-	store_run_stmt(st->w[W_RELEASE]);
+		sqlite_store_run_stmt(st->w[W_ROLLBACK_TO]);
+	sqlite_store_run_stmt(st->w[W_RELEASE]);
 	return rc;
 }
 
 /* Deletes a bounded number of dedup rows older than the largest window
  * any accept has used, so the table does not grow without end. */
-static void prune_dedup(struct store *st, int64_t now)
+static void prune_dedup(struct sqlite_store *st, int64_t now)
 {
 	sqlite3_stmt *s = st->w[W_DEDUP_PRUNE];
 
 	if (st->max_window_ms <= 0)
 		return;
-	sqlite3_bind_int64(s, 1, store_window_start(now, st->max_window_ms));
+	sqlite3_bind_int64(s, 1, sqlite_store_window_start(now, st->max_window_ms));
 	sqlite3_bind_int(s, 2, PRUNE_PER_BATCH);
-	store_run_stmt(s); /* a failure here only delays pruning */
+	sqlite_store_run_stmt(s); /* a failure here only delays pruning */
 }
 
 static void fail_batch(struct job *batch)
@@ -291,7 +291,7 @@ static void fail_batch(struct job *batch)
  * waits for the fsync of synchronous=FULL. The mode is switched only when
  * it changes.
  */
-static void set_sync_mode(struct store *st, const struct job *batch)
+static void set_sync_mode(struct sqlite_store *st, const struct job *batch)
 {
 	int full = 0;
 	for (const struct job *j = batch; j && !full; j = j->next)
@@ -305,7 +305,7 @@ static void set_sync_mode(struct store *st, const struct job *batch)
 }
 
 /* Commits every job of batch in one transaction, or none of them. */
-static void run_batch(struct store *st, struct job *batch)
+static void run_batch(struct sqlite_store *st, struct job *batch)
 {
 	int64_t now = util_now_ms();
 	int rc;
@@ -314,8 +314,8 @@ static void run_batch(struct store *st, struct job *batch)
 
 	/* a transaction left open by a failed ROLLBACK would block BEGIN */
 	if (!sqlite3_get_autocommit(st->wdb))
-		store_run_stmt(st->w[W_ROLLBACK]);
-	rc = store_run_stmt(st->w[W_BEGIN]);
+		sqlite_store_run_stmt(st->w[W_ROLLBACK]);
+	rc = sqlite_store_run_stmt(st->w[W_BEGIN]);
 	for (struct job *j = batch; rc == SQLITE_DONE && j; j = j->next) {
 		j->rc = run_job(st, j, now);
 		/* On disk full or I/O errors SQLite may roll back the whole
@@ -325,7 +325,7 @@ static void run_batch(struct store *st, struct job *batch)
 	}
 	if (rc == SQLITE_DONE) {
 		prune_dedup(st, now);
-		rc = store_run_stmt(st->w[W_COMMIT]);
+		rc = sqlite_store_run_stmt(st->w[W_COMMIT]);
 	}
 	if (rc == SQLITE_DONE) {
 		if (st->failing)
@@ -334,7 +334,7 @@ static void run_batch(struct store *st, struct job *batch)
 		return;
 	}
 	if (!sqlite3_get_autocommit(st->wdb))
-		store_run_stmt(st->w[W_ROLLBACK]);
+		sqlite_store_run_stmt(st->w[W_ROLLBACK]);
 	fail_batch(batch);
 	/* Logged once when commits start failing, not at every request or
 	 * readiness probe while the disk stays full. */
@@ -354,7 +354,7 @@ static void job_free(struct job *j)
 
 /* Hands every job its result. A blocking job's owner may free it as soon
  * as qlock is released, so next is read before. */
-static void finish_batch(struct store *st, struct job *batch)
+static void finish_batch(struct sqlite_store *st, struct job *batch)
 {
 	struct job *next;
 
@@ -373,9 +373,9 @@ static void finish_batch(struct store *st, struct job *batch)
 	}
 }
 
-void *store_writer_main(void *arg)
+void *sqlite_writer_main(void *arg)
 {
-	struct store *st = arg;
+	struct sqlite_store *st = arg;
 	struct job *batch;
 
 	pthread_mutex_lock(&st->qlock);
@@ -405,7 +405,7 @@ void *store_writer_main(void *arg)
 
 /* ---- submitting jobs (any thread) ---- */
 
-static void enqueue_locked(struct store *st, struct job *j)
+static void enqueue_locked(struct sqlite_store *st, struct job *j)
 {
 	j->next = NULL;
 	if (st->tail)
@@ -417,7 +417,7 @@ static void enqueue_locked(struct store *st, struct job *j)
 }
 
 /* Queues j and waits until its batch is committed or failed; j->rc. */
-static int submit_wait(struct store *st, struct job *j)
+static int submit_wait(struct sqlite_store *st, struct job *j)
 {
 	int rc = -1;
 
@@ -435,21 +435,19 @@ static int submit_wait(struct store *st, struct job *j)
 	return rc;
 }
 
-int store_accept(struct store *st, const struct store_event_in *in,
-		 struct store_event_out *out)
+int sqlite_writer_accept(struct store *s, const struct store_event_in *in,
+			 struct store_event_out *out)
 {
 	struct job j = {.kind = JOB_ACCEPT, .u.acc = {in, out}};
 
-	if (in->ntriggers > 0 && (!in->triggers || !out->delivery_ids))
-		return -1;
-	return submit_wait(st, &j) < 0 ? -1 : 0;
+	return submit_wait(sqlite_of(s), &j) < 0 ? -1 : 0;
 }
 
-int store_writable(struct store *st)
+int sqlite_writer_writable(struct store *s)
 {
 	struct job j = {.kind = JOB_PROBE};
 
-	return submit_wait(st, &j) == 0;
+	return submit_wait(sqlite_of(s), &j) == 0;
 }
 
 /*
@@ -458,18 +456,17 @@ int store_writable(struct store *st)
  * could not be queued (out of memory, store closing), and done will NOT be
  * called. done must not call a blocking store function.
  */
-int store_record_attempt(struct store *st, const char *id,
-			 const struct store_attempt *a, enum store_state state,
-			 int64_t next_at_ms, void (*done)(void *ctx, int rc),
-			 void *ctx)
+int sqlite_writer_record_attempt(struct store *s, const char *id,
+				 const struct store_attempt *a,
+				 enum store_state state, int64_t next_at_ms,
+				 void (*done)(void *ctx, int rc), void *ctx)
 {
+	struct sqlite_store *st = sqlite_of(s);
 	struct job *j = calloc(1, sizeof *j);
 	size_t rlen = a->response ? a->response_len : 0;
 
-	if ((unsigned)state > STORE_CANCELLED || !j) {
-		free(j);
+	if (!j)
 		return -1;
-	}
 	j->kind = JOB_ATTEMPT;
 	j->u.att.id = strdup(id);
 	j->u.att.error = a->error ? strdup(a->error) : NULL;
@@ -502,20 +499,21 @@ fail:
 	return -1;
 }
 
-int store_retry(struct store *st, const char *id, int64_t now_ms)
+int sqlite_writer_retry(struct store *s, const char *id, int64_t now_ms)
 {
 	struct job j = {.kind = JOB_RETRY, .u.retry = {id, now_ms}};
 
-	return submit_wait(st, &j);
+	return submit_wait(sqlite_of(s), &j);
 }
 
-int store_cancel_inactive(struct store *st, const char *const *active,
-			  size_t nactive,
-			  void (*each)(void *ctx, const char *trigger),
-			  void *ctx)
+int sqlite_writer_cancel_inactive(struct store *s, const char *const *active,
+				  size_t nactive,
+				  void (*each)(void *ctx, const char *trigger),
+				  void *ctx)
 {
+	struct sqlite_store *st = sqlite_of(s);
 	struct job j = {.kind = JOB_CANCEL};
-	char *list = store_json_list(active, nactive);
+	char *list = sqlite_store_json_list(active, nactive);
 	int rc;
 
 	if (!list)

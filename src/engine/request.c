@@ -199,3 +199,15 @@ void request_clear(struct request *r)
 	wipe_free(r->body, r->body_len);
 	memset(r, 0, sizeof *r);
 }
+
+int request_dedup_key(const struct config *cfg, const struct event *ev,
+		      struct buf *key)
+{
+	struct tmpl_env env;
+	int missing = 0;
+
+	config_env(cfg, ev, 1, &env);
+	if (tmpl_render(cfg->dedup_key, &env, TMPL_ENC_RAW, key, &missing) < 0)
+		return -1;
+	return missing ? 1 : 0;
+}

@@ -3,7 +3,7 @@
  * one SQLite database in WAL mode. This file opens it (schema, statements,
  * writer thread), closes it, and holds the helpers the store's files share;
  * the writer is in store_writer.c, reads and the admin JSON in
- * store_read.c (see store_int.h).
+ * store_read.c (see sqlite_int.h).
  *
  * DESIGN: two connections. The write connection (synchronous=FULL) belongs
  * to one writer thread started here; every change is a job on its queue,
@@ -19,11 +19,11 @@
  *
  * Schema (PRAGMA user_version = 1; older versions are migrated, newer ones
  * refused): events, deliveries, attempts, dedup, and meta (one row that
- * store_writable's probe rewrites). Times are integer ms since the epoch.
+ * the writable operation's probe rewrites). Times are integer ms since the epoch.
  * Deliveries list newest first by rowid, i.e. creation order. Open and
  * close are called by the main thread.
  */
-#include "store_int.h"
+#include "sqlite_int.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -62,35 +62,9 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
-static const char *const state_names[] = {
-    [STORE_PENDING] = "pending",
-    [STORE_DELIVERED] = "delivered",
-    [STORE_FAILED] = "failed",
-    [STORE_CANCELLED] = "cancelled",
-};
-
-const char *store_state_name(enum store_state s)
-{
-	if ((unsigned)s >= sizeof state_names / sizeof state_names[0])
-		return "unknown";
-	return state_names[s];
-}
-
-int store_state_parse(const char *s, enum store_state *out)
-{
-	for (size_t i = 0; s && i < sizeof state_names / sizeof *state_names;
-	     i++) {
-		if (strcmp(s, state_names[i]) == 0) {
-			*out = (enum store_state)i;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* ---- small SQLite helpers ---- */
 
-int store_run_stmt(sqlite3_stmt *s)
+int sqlite_store_run_stmt(sqlite3_stmt *s)
 {
 	int rc;
 
@@ -101,18 +75,18 @@ int store_run_stmt(sqlite3_stmt *s)
 	return rc;
 }
 
-void store_done_stmt(sqlite3_stmt *s)
+void sqlite_store_done_stmt(sqlite3_stmt *s)
 {
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 }
 
-int64_t store_window_start(int64_t now_ms, int64_t window_ms)
+int64_t sqlite_store_window_start(int64_t now_ms, int64_t window_ms)
 {
 	return window_ms >= now_ms ? INT64_MIN : now_ms - window_ms;
 }
 
-int store_dedup_find(sqlite3_stmt *s, const char *key, int64_t since,
+int sqlite_store_dedup_find(sqlite3_stmt *s, const char *key, int64_t since,
 		     char event_id[UTIL_ID_LEN])
 {
 	int rc;
@@ -125,11 +99,11 @@ int store_dedup_find(sqlite3_stmt *s, const char *key, int64_t since,
 		snprintf(event_id, UTIL_ID_LEN, "%s",
 			 id ? (const char *)id : "");
 	}
-	store_done_stmt(s);
+	sqlite_store_done_stmt(s);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-char *store_json_list(const char *const *v, size_t n)
+char *sqlite_store_json_list(const char *const *v, size_t n)
 {
 	json_t *a = json_array();
 	char *s = NULL;
@@ -145,7 +119,7 @@ out:
 	return s;
 }
 
-void store_bind_opt_text(sqlite3_stmt *s, int i, const char *t)
+void sqlite_store_bind_opt_text(sqlite3_stmt *s, int i, const char *t)
 {
 	if (t)
 		sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
@@ -232,7 +206,7 @@ fail:
 	return -1;
 }
 
-static int open_writer_db(struct store *st, const char *path, char *err,
+static int open_writer_db(struct sqlite_store *st, const char *path, char *err,
 			  size_t errlen)
 {
 	char mode[16];
@@ -250,7 +224,7 @@ static int open_writer_db(struct store *st, const char *path, char *err,
 	if (exec_sql(st->wdb, "PRAGMA synchronous = FULL", err, errlen) < 0)
 		return -1;
 	st->sync_full = 1;
-	sqlite3_wal_hook(st->wdb, store_writer_wal_hook, st);
+	sqlite3_wal_hook(st->wdb, sqlite_writer_wal_hook, st);
 	return migrate(st->wdb, err, errlen);
 }
 
@@ -269,7 +243,7 @@ static int prepare_all(sqlite3 *db, const char *const *sql, size_t n,
 	return 0;
 }
 
-static void store_free(struct store *st)
+static void store_free(struct sqlite_store *st)
 {
 	for (size_t i = 0; i < W_COUNT; i++)
 		sqlite3_finalize(st->w[i]);
@@ -288,9 +262,34 @@ static void store_free(struct store *st)
 	free(st);
 }
 
-struct store *store_open(const char *path, char *err, size_t errlen)
+static void sqlite_store_close(struct store *s);
+
+/* A single process owns the database: a claim lives in the claimant's
+ * memory only, so giving one back changes nothing here. */
+static int sqlite_store_release(struct store *s, const char *id)
 {
-	struct store *st = calloc(1, sizeof *st);
+	return 0;
+}
+
+static const struct store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sqlite_store_close,
+    .writable = sqlite_writer_writable,
+    .accept = sqlite_writer_accept,
+    .dedup_lookup = sqlite_read_dedup_lookup,
+    .claim_due = sqlite_read_claim_due,
+    .release = sqlite_store_release,
+    .record_attempt = sqlite_writer_record_attempt,
+    .cancel_inactive = sqlite_writer_cancel_inactive,
+    .count_pending = sqlite_read_count_pending,
+    .list = sqlite_read_list,
+    .get = sqlite_read_get,
+    .retry = sqlite_writer_retry,
+};
+
+struct store *sqlite_store_open(const char *path, char *err, size_t errlen)
+{
+	struct sqlite_store *st = calloc(1, sizeof *st);
 
 	if (!st) {
 		snprintf(err, errlen, "out of memory");
@@ -303,30 +302,31 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	if (open_writer_db(st, path, err, errlen) < 0 ||
 	    open_db(path, SQLITE_OPEN_READWRITE, &st->rdb, err, errlen) < 0 ||
 	    exec_sql(st->rdb, "PRAGMA query_only = 1", err, errlen) < 0 ||
-	    prepare_all(st->wdb, store_writer_sql, W_COUNT, st->w, err,
+	    prepare_all(st->wdb, sqlite_writer_sql, W_COUNT, st->w, err,
 			errlen) < 0 ||
-	    prepare_all(st->rdb, store_read_sql, R_COUNT_STMTS, st->r, err,
+	    prepare_all(st->rdb, sqlite_read_sql, R_COUNT_STMTS, st->r, err,
 			errlen) < 0 ||
 	    open_db(path, SQLITE_OPEN_READWRITE, &st->ddb, err, errlen) < 0 ||
 	    exec_sql(st->ddb, "PRAGMA query_only = 1", err, errlen) < 0 ||
-	    prepare_all(st->ddb, &store_dedup_sql, 1, &st->dedup, err,
+	    prepare_all(st->ddb, &sqlite_read_dedup_sql, 1, &st->dedup, err,
 			errlen) < 0)
 		goto fail;
-	if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {
+	if (pthread_create(&st->writer, NULL, sqlite_writer_main, st) != 0) {
 		snprintf(err, errlen, "cannot start the store's writer thread");
 		goto fail;
 	}
 	st->started = 1;
-	return st;
+	st->base.ops = &sqlite_ops;
+	return &st->base;
 fail:
 	store_free(st);
 	return NULL;
 }
 
-void store_close(struct store *st)
+static void sqlite_store_close(struct store *s)
 {
-	if (!st)
-		return;
+	struct sqlite_store *st = sqlite_of(s);
+
 	pthread_mutex_lock(&st->qlock);
 	st->stopping = 1;
 	pthread_cond_signal(&st->qcond);

@@ -13,10 +13,16 @@
 
 #include "buf.h"
 
-static const char *const event_results[] = {"accepted", "duplicate",
-					    "unmatched", "rejected",
-					    "unavailable"};
-static const char *const outcomes[] = {"delivered", "failed", "cancelled"};
+static const char *const event_results[] = {
+    [METRICS_ACCEPTED] = "accepted",   [METRICS_DUPLICATE] = "duplicate",
+    [METRICS_UNMATCHED] = "unmatched", [METRICS_REJECTED] = "rejected",
+    [METRICS_UNAVAILABLE] = "unavailable",
+};
+static const char *const outcomes[] = {
+    [METRICS_DELIVERED] = "delivered",
+    [METRICS_FAILED] = "failed",
+    [METRICS_CANCELLED] = "cancelled",
+};
 static const char *const classes[] = {"2xx", "3xx", "4xx", "5xx", "error"};
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 				 0.5,   1,    2.5,   5,    10,  30};
@@ -39,14 +45,6 @@ static uint64_t duration_count;
 static double duration_sum;
 static struct series *series;
 static size_t nseries, capseries;
-
-static size_t index_of(const char *const *names, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(names[i], name) == 0)
-			return i;
-	return n;
-}
 
 /* The series of trigger, created if new; NULL if out of memory.
  * Called with mu held. */
@@ -72,20 +70,20 @@ static struct series *series_for(const char *trigger)
 	return s;
 }
 
-void metrics_event(const char *result)
+void metrics_event(enum metrics_result result)
 {
-	size_t i = index_of(event_results, NRESULTS, result);
-	if (i == NRESULTS)
+	size_t i = (size_t)result;
+	if (i >= NRESULTS)
 		return;
 	pthread_mutex_lock(&mu);
 	events[i]++;
 	pthread_mutex_unlock(&mu);
 }
 
-void metrics_delivery(const char *trigger, const char *outcome)
+void metrics_delivery(const char *trigger, enum metrics_outcome outcome)
 {
-	size_t i = index_of(outcomes, NOUTCOMES, outcome);
-	if (i == NOUTCOMES)
+	size_t i = (size_t)outcome;
+	if (i >= NOUTCOMES)
 		return;
 	pthread_mutex_lock(&mu);
 	struct series *s = series_for(trigger);

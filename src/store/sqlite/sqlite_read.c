@@ -1,6 +1,6 @@
 /*
- * store_read — the store's reads: the dedup fast path, due deliveries, the
- * pending count, and the admin API's JSON (jansson).
+ * sqlite_read — the SQLite backend's reads: the dedup fast path, claiming
+ * due deliveries, the pending count, and the admin API's rows.
  *
  * DESIGN: every read goes through the second connection (query_only),
  * behind st->rlock, with statements prepared at open. WAL lets these reads
@@ -8,14 +8,12 @@
  * commit. Each statement is reset before rlock is released, so no read
  * transaction stays open to hold back a checkpoint. Any thread.
  */
-#include "store_int.h"
+#include "sqlite_int.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 
 #define DELIVERY_COLS                                                          \
 	"id, event_id, \"trigger\", state, attempts, last_status, "            \
@@ -32,10 +30,10 @@
 	"  WHERE state = 'pending' AND \"trigger\" > trig.name)"                \
 	" FROM trig WHERE trig.name IS NOT NULL),"
 
-const char *const store_dedup_sql =
+const char *const sqlite_read_dedup_sql =
     "SELECT event_id FROM dedup WHERE \"key\" = ?1 AND at > ?2";
 
-const char *const store_read_sql[R_COUNT_STMTS] = {
+const char *const sqlite_read_sql[R_COUNT_STMTS] = {
     [R_BEGIN] = "BEGIN",
     [R_END] = "COMMIT",
     /*
@@ -93,16 +91,15 @@ const char *const store_read_sql[R_COUNT_STMTS] = {
 		  " WHERE delivery_id = ?1 ORDER BY rowid",
 };
 
-int store_dedup_lookup(struct store *st, const char *key, int64_t window_ms,
-		       char event_id[UTIL_ID_LEN])
+int sqlite_read_dedup_lookup(struct store *s, const char *key,
+			     int64_t window_ms, char event_id[UTIL_ID_LEN])
 {
-	int64_t since = store_window_start(util_now_ms(), window_ms);
+	struct sqlite_store *st = sqlite_of(s);
+	int64_t since = sqlite_store_window_start(util_now_ms(), window_ms);
 	int rc;
 
-	if (!key || window_ms <= 0)
-		return 0;
 	pthread_mutex_lock(&st->dlock);
-	rc = store_dedup_find(st->dedup, key, since, event_id);
+	rc = sqlite_store_dedup_find(st->dedup, key, since, event_id);
 	pthread_mutex_unlock(&st->dlock);
 	return rc;
 }
@@ -134,7 +131,7 @@ static int due_fill(sqlite3_stmt *s, struct store_due *d)
 }
 
 /* With rlock held: up to max due deliveries into out; their count or -1. */
-static int due_batch(struct store *st, int64_t now_ms, const char *ids,
+static int due_batch(struct sqlite_store *st, int64_t now_ms, const char *ids,
 		     const char *trigs, struct store_due *out, size_t max)
 {
 	sqlite3_stmt *s = st->r[R_DUE_BATCH];
@@ -154,13 +151,13 @@ static int due_batch(struct store *st, int64_t now_ms, const char *ids,
 			store_due_clear(&out[--n]);
 		n = -1;
 	}
-	store_done_stmt(s);
+	sqlite_store_done_stmt(s);
 	return n;
 }
 
 /* With rlock held: the earliest next_at among pending deliveries not
  * skipped (INT64_MAX if none) into *wake_at_ms. 0, or -1. */
-static int due_wake(struct store *st, const char *ids, const char *trigs,
+static int due_wake(struct sqlite_store *st, const char *ids, const char *trigs,
 		    int64_t *wake_at_ms)
 {
 	sqlite3_stmt *s = st->r[R_DUE];
@@ -171,25 +168,29 @@ static int due_wake(struct store *st, const char *ids, const char *trigs,
 	step = sqlite3_step(s);
 	if (step == SQLITE_ROW)
 		*wake_at_ms = sqlite3_column_int64(s, 5);
-	store_done_stmt(s);
+	sqlite_store_done_stmt(s);
 	return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
 }
 
-int store_next_due(struct store *st, int64_t now_ms,
-		   const char *const *skip_ids, size_t nskip_ids,
-		   const char *const *skip_triggers, size_t nskip_triggers,
-		   struct store_due *out, size_t max, int64_t *wake_at_ms)
+/*
+ * One process owns this database, so a claim is the claimant's own
+ * record: the skip lists say what it holds, and c->lease_ms has nothing to
+ * mark on disk (a crash ends every claim with the process).
+ */
+int sqlite_read_claim_due(struct store *s, const struct store_claim *c,
+			  struct store_due *out, size_t max,
+			  int64_t *wake_at_ms)
 {
-	char *ids = store_json_list(skip_ids, nskip_ids);
-	char *trigs = store_json_list(skip_triggers, nskip_triggers);
+	struct sqlite_store *st = sqlite_of(s);
+	char *ids = sqlite_store_json_list(c->skip_ids, c->nskip_ids);
+	char *trigs = sqlite_store_json_list(c->skip_triggers,
+					     c->nskip_triggers);
 	int rc = -1;
 
-	memset(out, 0, max * sizeof *out);
-	*wake_at_ms = INT64_MAX;
-	if (!ids || !trigs || max == 0)
+	if (!ids || !trigs)
 		goto out;
 	pthread_mutex_lock(&st->rlock);
-	rc = due_batch(st, now_ms, ids, trigs, out, max);
+	rc = due_batch(st, c->now_ms, ids, trigs, out, max);
 	if (rc == 0 && due_wake(st, ids, trigs, wake_at_ms) < 0)
 		rc = -1;
 	pthread_mutex_unlock(&st->rlock);
@@ -199,182 +200,158 @@ out:
 	return rc;
 }
 
-void store_due_clear(struct store_due *d)
+int64_t sqlite_read_count_pending(struct store *s)
 {
-	if (!d)
-		return;
-	free(d->trigger);
-	free(d->body);
-	memset(d, 0, sizeof *d);
-}
-
-int64_t store_count_pending(struct store *st)
-{
-	sqlite3_stmt *s = st->r[R_COUNT];
+	struct sqlite_store *st = sqlite_of(s);
+	sqlite3_stmt *q = st->r[R_COUNT];
 	int64_t n = -1;
 
 	pthread_mutex_lock(&st->rlock);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int64(s, 0);
-	store_done_stmt(s);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite_store_done_stmt(q);
 	pthread_mutex_unlock(&st->rlock);
 	return n;
 }
 
-/* ---- admin JSON ---- */
+/* ---- admin rows ---- */
 
-/* Column col as a JSON string, or null. Text that is not valid UTF-8 (an
- * error sentence quoting a server) keeps its ASCII, other bytes become '?'. */
-static json_t *jtext(sqlite3_stmt *s, int col)
+/* Column col as a copy (NULL for SQL NULL); *oom set if out of memory. */
+static char *col_text(sqlite3_stmt *q, int col, int *oom)
 {
-	const unsigned char *t = sqlite3_column_text(s, col);
-	json_t *v;
+	const unsigned char *t = sqlite3_column_text(q, col);
 	char *copy;
 
 	if (!t)
-		return json_null();
-	v = json_string((const char *)t);
-	if (v || !(copy = strdup((const char *)t)))
-		return v;
-	for (char *p = copy; *p; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	v = json_string(copy);
-	free(copy);
-	return v;
-}
-
-static json_t *jtime(sqlite3_stmt *s, int col)
-{
-	char t[40];
-
-	if (sqlite3_column_type(s, col) == SQLITE_NULL)
-		return json_null();
-	util_rfc3339(sqlite3_column_int64(s, col), t, sizeof t);
-	return json_string(t);
-}
-
-static json_t *jint(sqlite3_stmt *s, int col)
-{
-	if (sqlite3_column_type(s, col) == SQLITE_NULL)
-		return json_null();
-	return json_integer(sqlite3_column_int64(s, col));
-}
-
-/* The SPEC section 7 delivery object from a row of DELIVERY_COLS. */
-static json_t *delivery_json(sqlite3_stmt *s)
-{
-	json_t *o = json_object();
-
-	if (!o || json_object_set_new(o, "id", jtext(s, 0)) ||
-	    json_object_set_new(o, "event", jtext(s, 1)) ||
-	    json_object_set_new(o, "trigger", jtext(s, 2)) ||
-	    json_object_set_new(o, "state", jtext(s, 3)) ||
-	    json_object_set_new(o, "attempts", jint(s, 4)) ||
-	    json_object_set_new(o, "last_status", jint(s, 5)) ||
-	    json_object_set_new(o, "last_error", jtext(s, 6)) ||
-	    json_object_set_new(o, "next_attempt_at", jtime(s, 7)) ||
-	    json_object_set_new(o, "created_at", jtime(s, 8))) {
-		json_decref(o);
 		return NULL;
+	if (!(copy = strdup((const char *)t)))
+		*oom = 1;
+	return copy;
+}
+
+static int64_t col_int(sqlite3_stmt *q, int col)
+{
+	if (sqlite3_column_type(q, col) == SQLITE_NULL)
+		return -1;
+	return sqlite3_column_int64(q, col);
+}
+
+/* A row of DELIVERY_COLS into d; 0, or -1 (d cleared). */
+static int delivery_row(sqlite3_stmt *q, struct store_delivery *d)
+{
+	const unsigned char *t;
+	int oom = 0;
+
+	memset(d, 0, sizeof *d);
+	t = sqlite3_column_text(q, 0);
+	snprintf(d->id, sizeof d->id, "%s", t ? (const char *)t : "");
+	t = sqlite3_column_text(q, 1);
+	snprintf(d->event_id, sizeof d->event_id, "%s",
+		 t ? (const char *)t : "");
+	d->trigger = col_text(q, 2, &oom);
+	t = sqlite3_column_text(q, 3);
+	if (!t || store_state_parse((const char *)t, &d->state) < 0)
+		d->state = STORE_PENDING;
+	d->attempts = (int)col_int(q, 4);
+	d->last_status = (int)col_int(q, 5);
+	d->last_error = col_text(q, 6, &oom);
+	d->next_attempt_at_ms = col_int(q, 7);
+	d->created_at_ms = col_int(q, 8);
+	if (oom || !d->trigger) {
+		store_delivery_clear(d);
+		return -1;
 	}
-	return o;
+	return 0;
 }
 
-static int dump_cb(const char *p, size_t n, void *data)
+int sqlite_read_list(struct store *s, const char *state, const char *trigger,
+		     int limit, struct store_delivery_list *out)
 {
-	return buf_append(data, p, n);
-}
-
-/* Appends v as compact JSON; on failure out is left as it was. */
-static int dump_json(json_t *v, struct buf *out)
-{
-	size_t len0 = out->len;
-
-	if (json_dump_callback(v, dump_cb, out, JSON_COMPACT) == 0)
-		return 0;
-	out->len = len0;
-	if (out->data)
-		out->data[len0] = '\0';
-	return -1;
-}
-
-int store_list_json(struct store *st, const char *state, const char *trigger,
-		    int limit, struct buf *out)
-{
+	struct sqlite_store *st = sqlite_of(s);
 	enum rstmt k = state ? (trigger ? R_LIST_BOTH : R_LIST_STATE)
 			     : (trigger ? R_LIST_TRIGGER : R_LIST_ALL);
-	sqlite3_stmt *s = st->r[k];
-	json_t *root = json_object(), *list = json_array();
-	int rc = -1, step = SQLITE_ERROR;
+	sqlite3_stmt *q = st->r[k];
+	int step = SQLITE_ERROR;
 
-	if (!root || !list || json_object_set(root, "deliveries", list) < 0)
-		goto out;
-	pthread_mutex_lock(&st->rlock);
-	store_bind_opt_text(s, 1, state);
-	store_bind_opt_text(s, 2, trigger);
-	sqlite3_bind_int(s, 3, limit > 0 ? limit : 100);
-	while ((step = sqlite3_step(s)) == SQLITE_ROW)
-		if (json_array_append_new(list, delivery_json(s)) < 0)
-			break;
-	store_done_stmt(s);
-	pthread_mutex_unlock(&st->rlock);
-	if (step == SQLITE_DONE)
-		rc = dump_json(root, out);
-out:
-	json_decref(list);
-	json_decref(root);
-	return rc;
-}
-
-/* Appends every attempt of id, oldest first, to history. */
-static int history_json(struct store *st, const char *id, json_t *history)
-{
-	sqlite3_stmt *s = st->r[R_HISTORY];
-	int step;
-
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		json_t *a = json_object();
-		if (json_array_append_new(history, a) < 0 ||
-		    json_object_set_new(a, "at", jtime(s, 0)) ||
-		    json_object_set_new(a, "status", jint(s, 1)) ||
-		    json_object_set_new(a, "error", jtext(s, 2)) ||
-		    json_object_set_new(a, "ms", jint(s, 3)))
-			break;
-	}
-	store_done_stmt(s);
-	return step == SQLITE_DONE ? 0 : -1;
-}
-
-int store_get_json(struct store *st, const char *id, struct buf *out)
-{
-	sqlite3_stmt *s = st->r[R_GET];
-	json_t *o = NULL, *history = json_array();
-	int rc = -1, step;
-
-	if (!history)
+	out->v = calloc((size_t)limit, sizeof *out->v);
+	if (!out->v)
 		return -1;
 	pthread_mutex_lock(&st->rlock);
+	sqlite_store_bind_opt_text(q, 1, state);
+	sqlite_store_bind_opt_text(q, 2, trigger);
+	sqlite3_bind_int(q, 3, limit);
+	while (out->n < (size_t)limit &&
+	       (step = sqlite3_step(q)) == SQLITE_ROW) {
+		if (delivery_row(q, &out->v[out->n]) < 0)
+			break;
+		out->n++;
+	}
+	if (out->n == (size_t)limit)
+		step = SQLITE_DONE;
+	sqlite_store_done_stmt(q);
+	pthread_mutex_unlock(&st->rlock);
+	if (step != SQLITE_DONE) {
+		store_list_clear(out);
+		return -1;
+	}
+	return 0;
+}
+
+/* With rlock held: every attempt of id, oldest first, into f. */
+static int history_rows(struct sqlite_store *st, const char *id,
+			struct store_delivery_full *f)
+{
+	sqlite3_stmt *q = st->r[R_HISTORY];
+	size_t cap = 0;
+	int step, oom = 0;
+
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	while (!oom && (step = sqlite3_step(q)) == SQLITE_ROW) {
+		if (f->nhistory == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			struct store_history *v =
+			    realloc(f->history, ncap * sizeof *v);
+			if (!v) {
+				oom = 1;
+				break;
+			}
+			f->history = v;
+			cap = ncap;
+		}
+		struct store_history *h = &f->history[f->nhistory++];
+		h->at_ms = col_int(q, 0);
+		h->status = (int)col_int(q, 1);
+		h->error = col_text(q, 2, &oom);
+		h->ms = col_int(q, 3);
+	}
+	sqlite_store_done_stmt(q);
+	return !oom && step == SQLITE_DONE ? 0 : -1;
+}
+
+int sqlite_read_get(struct store *s, const char *id,
+		    struct store_delivery_full *out)
+{
+	struct sqlite_store *st = sqlite_of(s);
+	sqlite3_stmt *q = st->r[R_GET];
+	int rc = -1, step, got = 0;
+
+	pthread_mutex_lock(&st->rlock);
 	/* one read transaction: the delivery and its history agree */
-	if (store_run_stmt(st->r[R_BEGIN]) != SQLITE_DONE)
+	if (sqlite_store_run_stmt(st->r[R_BEGIN]) != SQLITE_DONE)
 		goto unlock;
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	step = sqlite3_step(s);
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	step = sqlite3_step(q);
 	if (step == SQLITE_ROW)
-		o = delivery_json(s);
-	store_done_stmt(s);
+		got = delivery_row(q, &out->d) == 0;
+	sqlite_store_done_stmt(q);
 	if (step == SQLITE_DONE)
 		rc = 1;
-	else if (o && history_json(st, id, history) == 0)
+	else if (got && history_rows(st, id, out) == 0)
 		rc = 0;
-	store_run_stmt(st->r[R_END]);
+	sqlite_store_run_stmt(st->r[R_END]);
 unlock:
 	pthread_mutex_unlock(&st->rlock);
-	if (rc == 0 && (json_object_set(o, "history", history) < 0 ||
-			dump_json(o, out) < 0))
-		rc = -1;
-	json_decref(history);
-	json_decref(o);
+	if (rc != 0)
+		store_get_clear(out);
 	return rc;
 }

@@ -29,7 +29,6 @@
 #include "admin.h"
 #include "buf.h"
 #include "config.h"
-#include "dispatch.h"
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
@@ -216,7 +215,7 @@ static enum MHD_Result h_events(struct server *srv, struct MHD_Connection *c,
 	char ra[16];
 
 	if (r->too_large) {
-		metrics_event("rejected");
+		metrics_event(METRICS_REJECTED);
 		return send_error(c, 413, "body is larger than server.max_body",
 				  NULL, NULL);
 	}
@@ -301,14 +300,18 @@ static enum MHD_Result h_deliveries(struct server *srv,
 			return send_error(c, 400, "limit must be a whole number from 1 to 10000",
 					  NULL, NULL);
 	}
-	buf_init(&b, ADMIN_ANSWER_MAX);
-	if (store_list_json(srv->store, state && *state ? state : NULL,
+	struct store_delivery_list rows;
+	int rc = store_list(srv->store, state && *state ? state : NULL,
 			    trigger && *trigger ? trigger : NULL, (int)limit,
-			    &b) < 0) {
+			    &rows);
+	buf_init(&b, ADMIN_ANSWER_MAX);
+	if (rc < 0 || admin_deliveries_json(&rows, &b) < 0) {
+		store_list_clear(&rows);
 		buf_free(&b);
 		return send_error(c, 503, "the store cannot be read right now",
 				  "Retry-After", "5");
 	}
+	store_list_clear(&rows);
 	return send_text(c, 200, &b, "application/json");
 }
 
@@ -316,9 +319,14 @@ static enum MHD_Result h_deliveries(struct server *srv,
 static enum MHD_Result h_delivery(struct server *srv, struct MHD_Connection *c,
 				  struct req *r)
 {
+	struct store_delivery_full row;
 	struct buf b;
+	int rc = store_get(srv->store, r->id, &row);
+
 	buf_init(&b, ADMIN_ANSWER_MAX);
-	int rc = store_get_json(srv->store, r->id, &b);
+	if (rc == 0 && admin_delivery_json(&row, &b) < 0)
+		rc = -1;
+	store_get_clear(&row);
 	if (rc == 0)
 		return send_text(c, 200, &b, "application/json");
 	buf_free(&b);
@@ -336,8 +344,7 @@ static enum MHD_Result h_retry(struct server *srv, struct MHD_Connection *c,
 	if (rc == 0) {
 		log_kv(LOG_INFO, "delivery retry requested", "delivery", r->id,
 		       LOG_END);
-		if (srv->ingest->dispatch)
-			dispatch_notify(srv->ingest->dispatch);
+		ingest_wake(srv->ingest);
 		json_t *o = json_pack("{s:s,s:s}", "id", r->id, "state",
 				      "pending");
 		char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -438,7 +445,7 @@ static enum MHD_Result begin(struct server *srv, struct MHD_Connection *c,
 
 	if (!headers_ok(c)) {
 		if (strcmp(url, "/v1/events") == 0 && strcmp(method, "POST") == 0)
-			metrics_event("rejected");
+			metrics_event(METRICS_REJECTED);
 		return send_error(c, 400, "malformed request header", NULL, NULL);
 	}
 	if (!known)
@@ -453,7 +460,7 @@ static enum MHD_Result begin(struct server *srv, struct MHD_Connection *c,
 				  known->allow);
 	if (rt->has_body &&
 	    __atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE)) {
-		metrics_event("unavailable");
+		metrics_event(METRICS_UNAVAILABLE);
 		return send_error(c, 503, "shutting down", "Retry-After", "5");
 	}
 	struct req *r = calloc(1, sizeof *r);
@@ -481,7 +488,7 @@ static enum MHD_Result begin(struct server *srv, struct MHD_Connection *c,
 	else
 		ok = 2; /* all checks passed */
 	if (ok != 2)
-		metrics_event("rejected");
+		metrics_event(METRICS_REJECTED);
 	config_release(cfg);
 	return ret;
 }

@@ -20,30 +20,34 @@
 
 #include "buf.h"
 #include "config.h"
-#include "dispatch.h"
 #include "event.h"
 #include "log.h"
 #include "match.h"
+#include "request.h"
 #include "store.h"
 #include "util.h"
-
-#define DEDUP_KEY_MAX 4096
 
 static void answer_error(struct ingest_result *res, int status,
 			 const char *msg)
 {
 	res->status = status;
 	snprintf(res->error, sizeof res->error, "%s", msg);
-	res->result = status == 400 ? "rejected" : "unavailable";
+	res->result = status == 400 ? METRICS_REJECTED : METRICS_UNAVAILABLE;
 }
 
 /* {"status":status,"event":id[,"deliveries":[...]]} */
 static void answer_event(struct ingest_result *res, int status,
-			 const char *word, const char *event_id,
+			 enum metrics_result result, const char *event_id,
 			 const struct config *cfg, const size_t *idx,
 			 char (*ids)[UTIL_ID_LEN], size_t n, int with_list)
 {
-	json_t *o = json_pack("{s:s,s:s}", "status", word, "event", event_id);
+	static const char *const words[] = {
+	    [METRICS_ACCEPTED] = "accepted",
+	    [METRICS_DUPLICATE] = "duplicate",
+	    [METRICS_UNMATCHED] = "unmatched",
+	};
+	json_t *o = json_pack("{s:s,s:s}", "status", words[result], "event",
+			      event_id);
 	if (o && with_list) {
 		json_t *list = json_array();
 		for (size_t i = 0; list && i < n; i++)
@@ -54,23 +58,9 @@ static void answer_event(struct ingest_result *res, int status,
 		json_object_set_new(o, "deliveries", list);
 	}
 	res->status = status;
-	res->result = word;
+	res->result = result;
 	res->json = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
-}
-
-/* Renders the dedup key into key; 0 if the event has every field the key
- * names, 1 if it lacks one (not deduplicated), -1 if too long. */
-static int dedup_key(const struct config *cfg, const struct event *ev,
-		     struct buf *key)
-{
-	struct tmpl_env env;
-	int missing = 0;
-
-	config_env(cfg, ev, 1, &env);
-	if (tmpl_render(cfg->dedup_key, &env, TMPL_ENC_RAW, key, &missing) < 0)
-		return -1;
-	return missing ? 1 : 0;
 }
 
 static void accept_matched(const struct ingest *in, const struct config *cfg,
@@ -103,16 +93,15 @@ static void accept_matched(const struct ingest *in, const struct config *cfg,
 	}
 	if (sout.duplicate) {
 		log_kv(LOG_INFO, "duplicate event", "event", sout.event_id, LOG_END);
-		answer_event(res, 200, "duplicate", sout.event_id, cfg, NULL,
+		answer_event(res, 200, METRICS_DUPLICATE, sout.event_id, cfg, NULL,
 			     NULL, 0, 0);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
 		log_kv(LOG_INFO, "event accepted", "event", sout.event_id,
 		       "delivery", ids[i], "trigger", names[i], LOG_END);
-	answer_event(res, 202, "accepted", sout.event_id, cfg, idx, ids, n, 1);
-	if (in->dispatch)
-		dispatch_notify(in->dispatch);
+	answer_event(res, 202, METRICS_ACCEPTED, sout.event_id, cfg, idx, ids, n, 1);
+	ingest_wake(in);
 out:
 	free(names);
 	free(ids);
@@ -129,7 +118,7 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 	int k;
 
 	memset(res, 0, sizeof *res);
-	buf_init(&key, DEDUP_KEY_MAX);
+	buf_init(&key, REQUEST_MAX_DEDUP_KEY);
 	ev = event_parse(body, len, err, sizeof err);
 	if (!ev) {
 		answer_error(res, 400, err);
@@ -147,15 +136,15 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 	if (n == 0) {
 		util_new_id(event_id, "ev");
 		log_kv(LOG_INFO, "event unmatched", "event", event_id, LOG_END);
-		answer_event(res, 200, "unmatched", event_id, cfg, NULL, NULL,
+		answer_event(res, 200, METRICS_UNMATCHED, event_id, cfg, NULL, NULL,
 			     0, 1);
 		goto out;
 	}
-	k = dedup_key(cfg, ev, &key);
+	k = request_dedup_key(cfg, ev, &key);
 	if (k == 0 && store_dedup_lookup(in->store, buf_str(&key),
 					 cfg->dedup_window_ms, event_id) == 1) {
 		log_kv(LOG_INFO, "duplicate event", "event", event_id, LOG_END);
-		answer_event(res, 200, "duplicate", event_id, cfg, NULL, NULL,
+		answer_event(res, 200, METRICS_DUPLICATE, event_id, cfg, NULL, NULL,
 			     0, 0);
 		goto out;
 	}
@@ -170,4 +159,10 @@ out:
 	buf_free(&key);
 	event_free(ev);
 	config_release(cfg);
+}
+
+void ingest_wake(const struct ingest *in)
+{
+	if (in->wake)
+		in->wake(in->wake_ctx);
 }

@@ -5,7 +5,7 @@
  * DESIGN: libcurl lives only here. Each dispatcher worker owns one
  * http_client (one easy handle), so connections are kept alive between
  * requests to the same host. Redirects are not followed. The response body
- * is read into a bounded buffer (first STORE_RESPONSE_MAX bytes kept, the
+ * is read into a bounded buffer (first HTTP_RESPONSE_KEEP bytes kept, the
  * rest discarded). Not thread-safe: one client per thread.
  */
 #ifndef TRIGGERD_HTTP_CLIENT_H
@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define HTTP_RESPONSE_KEEP 4096 /* bytes of a response body kept */
 
 /* Process-wide libcurl setup; call once from main before threads start. */
 int http_client_global_init(void);

@@ -585,16 +585,6 @@ const struct config_trigger *config_trigger_by_name(const struct config *cfg,
 	return v && n ? &cfg->triggers[v[0]] : NULL;
 }
 
-void config_env(const struct config *cfg, const struct event *ev,
-		int mask_secrets, struct tmpl_env *env)
-{
-	env->variables = (const char *const *)cfg->var_values;
-	env->secret_names = cfg->secret_names;
-	env->secrets = mask_secrets ? NULL : cfg->secret_values;
-	env->secret_lens = cfg->secret_lens;
-	env->event = ev;
-}
-
 struct config *config_retain(struct config *cfg)
 {
 	if (cfg)

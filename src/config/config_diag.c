@@ -1,7 +1,5 @@
 /*
- * config_diag — the config loader's errors and warnings, and the checks
- * shared by every section that produce most of them (unknown keys with a
- * "did you mean" hint, string values, names, template references).
+ * config_diag — the config loader's errors and warnings.
  *
  * DESIGN: while a file loads, every problem is recorded in its struct
  * config_ld with its position; the checks run section by section, not in
@@ -18,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "tmpl.h"
 
 static void diag_add(struct config_ld *ld, int warning, int line, int col,
 		     const char *fmt, va_list ap)
@@ -168,148 +164,4 @@ void config_diag_clear(struct config_diag *diag)
 		free(diag->lines[i]);
 	free(diag->lines);
 	memset(diag, 0, sizeof *diag);
-}
-
-char *config_strdup(struct config_ld *ld, const char *s)
-{
-	char *p = strdup(s);
-
-	if (!p)
-		ld->oom = 1;
-	return p;
-}
-
-void config_check_keys(struct config_ld *ld, const struct cy_node *n,
-		       const char *const *allowed, size_t nallowed,
-		       const char *what)
-{
-	for (size_t i = 0; n && n->kind == CY_MAP && i < n->n; i++) {
-		const struct cy_node *k = n->keys[i];
-		size_t j;
-		if (k->kind != CY_SCALAR) /* reported by config_yaml.c */
-			continue;
-		for (j = 0; j < nallowed; j++)
-			if (strcmp(k->text, allowed[j]) == 0)
-				break;
-		if (j < nallowed)
-			continue;
-		const char *hint =
-		    config_value_suggest(k->text, allowed, nallowed);
-		if (strcmp(k->text, "<<") == 0)
-			config_err(ld, k,
-				   "merge keys (<<) are not supported in %s",
-				   what);
-		else if (hint)
-			config_err(ld, k,
-				   "unknown key \"%.80s\" in %s (did you mean "
-				   "\"%s\"?)",
-				   k->text, what, hint);
-		else
-			config_err(ld, k, "unknown key \"%.80s\" in %s",
-				   k->text, what);
-	}
-}
-
-const char *config_string(struct config_ld *ld, const struct cy_node *n,
-			  const char *what)
-{
-	if (n->kind != CY_SCALAR) {
-		config_err(ld, n, "%s must be a string, not %s", what,
-			   config_yaml_what(n));
-		return NULL;
-	}
-	if (n->type == CY_T_NULL) {
-		config_err(ld, n, "%s is missing (empty)", what);
-		return NULL;
-	}
-	if (strlen(n->text) != n->len) {
-		config_err(ld, n, "%s contains a NUL character", what);
-		return NULL;
-	}
-	return n->text;
-}
-
-int config_name_ok(struct config_ld *ld, const struct cy_node *k,
-		   const char *kind)
-{
-	static const char ok[] = "abcdefghijklmnopqrstuvwxyz"
-				 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
-	if (k->kind != CY_SCALAR) /* reported by config_yaml.c */
-		return 0;
-	if (!k->len || strspn(k->text, ok) != k->len) {
-		config_err(ld, k,
-			   "invalid %s name \"%.80s\": use letters, digits, "
-			   "'_' and '-'",
-			   kind, k->text);
-		return 0;
-	}
-	return 1;
-}
-
-/* What a template compiled at load may refer to. */
-struct resolve_ctx {
-	struct config_ld *ld;
-	unsigned allow;
-	const char *where;
-};
-
-static int find_name(const char *const *names, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(names[i], name) == 0)
-			return (int)i;
-	return -1;
-}
-
-static int resolve(void *vctx, enum tmpl_ns ns, const char *name, char *err,
-		   size_t errlen)
-{
-	static const char *const what[] = {"variable", "secret",
-					   "erathos field"};
-	static const char *const plural[] = {"variables", "secrets",
-					     "erathos fields"};
-	struct resolve_ctx *rc = vctx;
-	const struct config *cfg = rc->ld->cfg;
-	const char *const *names = ns == TMPL_VARIABLES
-				       ? (const char *const *)cfg->var_names
-				       : cfg->secret_names;
-	size_t n = ns == TMPL_VARIABLES ? cfg->nvars : cfg->nsecrets;
-
-	if (!(rc->allow & (1u << ns))) {
-		snprintf(err, errlen, "%s are not allowed in %s", plural[ns],
-			 rc->where);
-		return -1;
-	}
-	if (ns == TMPL_ERATHOS)
-		return 0;
-	int i = find_name(names, n, name);
-	if (i >= 0)
-		return i;
-	const char *hint = config_value_suggest(name, names, n);
-	if (hint)
-		snprintf(err, errlen,
-			 "undefined %s \"%.60s\" (did you mean \"%s\"?)",
-			 what[ns], name, hint);
-	else
-		snprintf(err, errlen,
-			 "undefined %s \"%.60s\" (define it under \"%s\")",
-			 what[ns], name, plural[ns]);
-	return -1;
-}
-
-struct tmpl *config_compile(struct config_ld *ld, const struct cy_node *n,
-			    unsigned allow, const char *where)
-{
-	struct resolve_ctx rc = {ld, allow, where};
-	struct tmpl_error err = {0, ""};
-
-	if (n->kind != CY_SCALAR) {
-		config_err(ld, n, "%s must be a string, not %s", where,
-			   config_yaml_what(n));
-		return NULL;
-	}
-	struct tmpl *t = tmpl_compile(n->text, n->len, resolve, &rc, &err);
-	if (!t)
-		config_err_off(ld, n, err.offset, "%s", err.msg);
-	return t;
 }

@@ -1,7 +1,8 @@
 /*
  * config_int — what the config loader's own files share: config.c (load,
- * sections, lifetime), config_yaml.c (YAML tree), config_diag.c (messages
- * and shared checks), config_value.c (scalar formats), config_secrets.c,
+ * sections, lifetime), config_yaml.c (YAML tree), config_diag.c
+ * (messages), config_node.c (checked reads of nodes), config_tmpl.c
+ * (templates), config_value.c (scalar formats), config_secrets.c,
  * config_triggers.c and config_rules.c. Not an interface for other
  * modules: they see include/config.h only.
  *
@@ -10,7 +11,9 @@
  * walk reads the tree and reports through one struct config_ld, which
  * collects every error and warning with its position; they are sorted by
  * position and handed to the caller's config_diag at the end of
- * config_load(). Only the loading thread touches any of this.
+ * config_load(). config_node.c holds the checked reads of nodes every
+ * section uses, config_tmpl.c the compiling of templates. Only the
+ * loading thread touches any of this.
  */
 #ifndef TRIGGERD_CONFIG_INT_H
 #define TRIGGERD_CONFIG_INT_H
@@ -134,7 +137,7 @@ long config_value_placeholder(const char *s, size_t len);
 size_t config_value_chars(const char *s, size_t n);
 
 /*
- * config_diag.c: checks every section uses.
+ * config_node.c: checks every section uses.
  * config_check_keys reports every key of map n not in allowed (with a
  * "did you mean" hint). config_string returns n's text for a scalar that
  * is not null and has no NUL byte, else reports "what" and returns NULL.
@@ -161,7 +164,7 @@ void config_secrets_free(struct config *cfg);
 #define CONFIG_NS_ERATHOS 4u
 #define CONFIG_NS_ALL 7u
 
-/* Compiles scalar n as a template, reporting any error at its position
+/* config_tmpl.c: compiles scalar n as a template, reporting any error at its position
  * (where names the field in messages). NULL after an error. */
 struct tmpl *config_compile(struct config_ld *ld, const struct cy_node *n,
 			    unsigned allow, const char *where);

@@ -30,7 +30,6 @@
 #include <time.h>
 
 #include "buf.h"
-#include "store.h" /* STORE_RESPONSE_MAX: how much of a body is kept */
 #include "util.h"
 
 #define RETRY_AFTER_MAX_S (10LL * 366 * 86400) /* larger values are clamped */
@@ -43,7 +42,7 @@ struct http_client {
 
 /* State of one transfer, shared with the libcurl callbacks. */
 struct xfer {
-	struct buf body;      /* first STORE_RESPONSE_MAX bytes */
+	struct buf body;      /* first HTTP_RESPONSE_KEEP bytes */
 	char retry_after[64]; /* raw value of the final response's header */
 	const int *cancel;
 	const char *up; /* the request body, handed out by on_read */
@@ -481,7 +480,7 @@ int http_client_send(struct http_client *c, const struct http_request *req,
 
 	memset(resp, 0, sizeof *resp);
 	resp->retry_after_ms = -1;
-	buf_init(&x.body, STORE_RESPONSE_MAX);
+	buf_init(&x.body, HTTP_RESPONSE_KEEP);
 	curl_easy_reset(c->curl);
 	c->errbuf[0] = '\0';
 	hdrs = build_headers(req);

@@ -46,6 +46,17 @@ struct config_header {
 	struct tmpl *value;
 };
 
+/* A dbt trigger's options (SPEC section 8); is_dbt 0 for other triggers. */
+struct config_dbt {
+	int is_dbt; /* the url, rendered at load, is dbt's Trigger Job Run */
+	int mark;   /* append the delivery marker to cause (default 1) */
+	int follow; /* poll the run until it ends (default 0) */
+	int64_t poll_interval_ms; /* default 30s, at least 1s */
+	int64_t run_timeout_ms;   /* default 24h */
+	int cancel_on_timeout;    /* default 0 */
+	int reuse;                /* if_running: reuse (default: trigger) */
+};
+
 struct config_trigger {
 	char *name;        /* given, or derived from description */
 	char *description; /* may be NULL */
@@ -61,6 +72,7 @@ struct config_trigger {
 	size_t nrules;
 	char **jobs; /* lower case job uuids, or "*" */
 	size_t njobs;
+	struct config_dbt dbt;
 };
 
 struct config {

@@ -173,6 +173,12 @@ struct tmpl *config_compile(struct config_ld *ld, const struct cy_node *n,
 void config_triggers_load(struct config_ld *ld, const struct cy_node *seq);
 void config_triggers_free(struct config_trigger *t);
 
+/* config_dbt.c: decides whether trigger t (node trigger, url already
+ * loaded) is a dbt trigger and loads its `dbt:` options and body checks.
+ * label names the trigger in messages. */
+void config_dbt_load(struct config_ld *ld, const struct cy_node *trigger,
+		     const char *label, struct config_trigger *t);
+
 /* config_rules.c: the `rules` of one trigger (node trigger) into t;
  * label names the trigger in messages. */
 void config_rules_load(struct config_ld *ld, const struct cy_node *trigger,

@@ -30,7 +30,8 @@
 
 static const char *const trigger_keys[] = {"name",   "description", "is_active",
 					   "method", "url",	    "header",
-					   "body",   "rules",	    "jobs"};
+					   "body",   "rules",	    "jobs",
+					   "dbt"};
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
 
 /* One trigger being loaded. */
@@ -507,6 +508,7 @@ static const struct cy_node *load_trigger(struct config_ld *ld,
 	load_body(&tl);
 	config_rules_load(ld, n, tl.label, tl.t);
 	load_jobs(&tl);
+	config_dbt_load(ld, n, tl.label, tl.t);
 	return named;
 }
 

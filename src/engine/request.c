@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "dbt.h"
 
 static const char user_agent[] = "triggerd/" TRIGGERD_VERSION;
 
@@ -112,6 +113,31 @@ static int render_body(const struct config_trigger *t,
 	return r->body ? 0 : -1;
 }
 
+/* A dbt trigger's cause gets the delivery's marker (SPEC section 8); with
+ * no delivery (--dry-run) there is nothing to mark it with. */
+static int mark_body(const struct config_trigger *t, const char *delivery_id,
+		     struct request *r, char *err, size_t errlen)
+{
+	char *marked;
+	size_t len;
+	int rc;
+
+	if (!t->dbt.is_dbt || !t->dbt.mark || !t->body_is_json ||
+	    !delivery_id || !r->body)
+		return 0;
+	rc = dbt_mark_body(r->body, r->body_len, delivery_id, &marked, &len);
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		snprintf(err, errlen, "the body's cause cannot be marked; not sent");
+		return -1;
+	}
+	wipe_free(r->body, r->body_len);
+	r->body = marked;
+	r->body_len = len;
+	return 0;
+}
+
 int request_render(const struct config *cfg, const struct config_trigger *t,
 		   const struct event *ev, const char *delivery_id,
 		   int mask_secrets, struct request *out, char *err,
@@ -140,7 +166,8 @@ int request_render(const struct config *cfg, const struct config_trigger *t,
 	}
 	out->url = buf_steal(&url);
 	if (!out->url || render_headers(t, &env, out, err, errlen) < 0 ||
-	    render_body(t, &env, out, err, errlen) < 0)
+	    render_body(t, &env, out, err, errlen) < 0 ||
+	    mark_body(t, delivery_id, out, err, errlen) < 0)
 		goto fail;
 	if (t->body && t->body_is_json && !t->has_content_type &&
 	    add_header(out, "Content-Type", "application/json", 16) < 0)

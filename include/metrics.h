@@ -39,11 +39,31 @@ void metrics_delivery(const char *trigger, enum metrics_outcome outcome);
  * "error"); seconds is how long it took. */
 void metrics_attempt(const char *trigger, int status, double seconds);
 
+/* The status label of triggerd_dbt_runs_total: a followed run's end. */
+enum metrics_run_status {
+	METRICS_RUN_SUCCESS,
+	METRICS_RUN_ERROR,
+	METRICS_RUN_CANCELLED,
+	METRICS_RUN_TIMEOUT,
+	METRICS_RUN_LOST,
+	METRICS_RUN_UNKNOWN,
+};
+
+/* The how label of triggerd_dbt_duplicates_avoided_total. */
+enum metrics_dbt_how {
+	METRICS_DBT_FOUND,  /* the look-up found the run an ambiguous attempt started */
+	METRICS_DBT_REUSED, /* if_running: reuse */
+};
+
+void metrics_dbt_run(const char *trigger, enum metrics_run_status status);
+void metrics_dbt_avoided(const char *trigger, enum metrics_dbt_how how);
+
 /* A SIGHUP reload: ok 1 for "success", 0 for "failure". */
 void metrics_reload(int ok);
 
-/* Appends the exposition text; pending is triggerd_deliveries_pending
- * (or < 0 if unknown). 0, or -1 if out is full. */
-int metrics_render(struct buf *out, int64_t pending);
+/* Appends the exposition text; pending is triggerd_deliveries_pending,
+ * followed triggerd_dbt_runs_followed (each < 0 if unknown). 0, or -1 if
+ * out is full. */
+int metrics_render(struct buf *out, int64_t pending, int64_t followed);
 
 #endif

@@ -26,6 +26,14 @@
  *    sentence and the first STORE_RESPONSE_MAX bytes of the response
  *    (already redacted by the caller).
  *
+ *  - A delivery may carry a dbt run (SPEC section 8) and be *unsure*: its
+ *    last attempt may have started a run nobody heard of, so it must be
+ *    looked up before it is posted again. store_open() marks every pending
+ *    delivery unsure (it was pending when the process stopped, so it may
+ *    have been on the wire); that mark is durable until an attempt clears
+ *    it. A followed run has a next poll time; polls are claimed like due
+ *    deliveries (store_claim_polls), apart from them.
+ *
  * Delivery states: pending, delivered, failed, cancelled. All functions
  * are thread-safe; store_open and store_close are called by one thread
  * (main) while no other uses the store.
@@ -113,6 +121,11 @@ struct store_due {
 	int64_t accepted_at_ms; /* when the delivery was created or last retried by an admin */
 	char *body;            /* the event's stored body, NUL-terminated */
 	size_t body_len;
+	int unsure;            /* look up its dbt run before posting */
+	/* a poll (store_claim_polls) only: the run being followed */
+	int poll;
+	int64_t run_id;
+	int64_t run_started_at_ms;
 };
 
 struct store_claim {
@@ -141,8 +154,21 @@ void store_due_clear(struct store_due *d); /* NULL is a no-op */
  * shutdown): it is due again as it was. 0, or -1. */
 int store_release(struct store *st, const char *id);
 
+/* A dbt run as kept with its delivery. */
+struct store_run {
+	int64_t id;
+	const char *href;           /* may be NULL */
+	const char *status;         /* "queued", ..., "unknown" */
+	const char *finished_at;    /* may be NULL */
+	const char *status_message; /* may be NULL */
+	int64_t started_at_ms;      /* when triggerd learnt of it */
+	int64_t poll_at_ms;         /* next poll; -1: not (or no longer) followed */
+};
+
 struct store_attempt {
 	int64_t at_ms;        /* when the attempt started */
+	int unsure;           /* 1: ambiguous, look up before the next one */
+	const struct store_run *run; /* the run it started or found, or NULL */
 	int status;           /* HTTP status, or 0 if no response */
 	const char *error;    /* a sentence, or NULL when delivered */
 	int64_t ms;           /* how long it took */
@@ -163,6 +189,29 @@ int store_record_attempt(struct store *st, const char *id,
 			 const struct store_attempt *a, enum store_state state,
 			 int64_t next_at_ms,
 			 void (*done)(void *ctx, int rc), void *ctx);
+
+/*
+ * Claims up to max deliveries whose followed run's next poll is due
+ * (poll_at <= c->now_ms), earliest first, not in c->skip_ids, each with
+ * poll = 1 and its run. Returns how many; 0 if none, and then *wake_at_ms
+ * is the earliest future poll among those not skipped (INT64_MAX if
+ * none); -1 on error. A claim ends with store_record_run().
+ */
+int store_claim_polls(struct store *st, const struct store_claim *c,
+		      struct store_due *out, size_t max, int64_t *wake_at_ms);
+
+/*
+ * Updates delivery id's run (its next poll, or run->poll_at_ms -1 to stop
+ * following) and, when error is not NULL, its last_error. Asynchronous
+ * like store_record_attempt: 0 once queued and done(ctx, rc) called
+ * later, or -1 (done NOT called).
+ */
+int store_record_run(struct store *st, const char *id,
+		     const struct store_run *run, const char *error,
+		     void (*done)(void *ctx, int rc), void *ctx);
+
+/* Number of runs being followed, or -1. */
+int64_t store_count_followed(struct store *st);
 
 /*
  * Moves every pending delivery whose trigger is not in active (the names
@@ -193,6 +242,11 @@ struct store_delivery {
 	char *last_error;           /* NULL: none */
 	int64_t next_attempt_at_ms; /* -1: not scheduled */
 	int64_t created_at_ms;
+	int64_t run_id;        /* -1: no dbt run known */
+	char *run_href;        /* NULL: none (the same for the three below) */
+	char *run_status;
+	char *run_finished_at;
+	char *run_message;
 };
 
 /* One attempt of a delivery's history. */

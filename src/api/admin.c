@@ -168,8 +168,24 @@ static json_t *jint(int64_t v)
 	return v < 0 ? json_null() : json_integer(v);
 }
 
+/* A delivery's dbt run: null, or {"id","href","status","finished_at",
+ * "status_message"} (SPEC section 8). */
+static json_t *run_json(const struct store_delivery *d)
+{
+	json_t *o;
+
+	if (d->run_id < 0)
+		return json_null();
+	o = json_pack("{s:I,s:o,s:o,s:o,s:o}", "id", (json_int_t)d->run_id,
+		      "href", jtext(d->run_href), "status",
+		      jtext(d->run_status), "finished_at",
+		      jtext(d->run_finished_at), "status_message",
+		      jtext(d->run_message));
+	return o;
+}
+
 /* The delivery object: {"id","event","trigger","state","attempts",
- * "last_status","last_error","next_attempt_at","created_at"}. */
+ * "last_status","last_error","next_attempt_at","created_at","run"}. */
 static json_t *delivery_json(const struct store_delivery *d)
 {
 	json_t *o = json_object();
@@ -184,7 +200,8 @@ static json_t *delivery_json(const struct store_delivery *d)
 	    json_object_set_new(o, "last_error", jtext(d->last_error)) ||
 	    json_object_set_new(o, "next_attempt_at",
 				jtime(d->next_attempt_at_ms)) ||
-	    json_object_set_new(o, "created_at", jtime(d->created_at_ms))) {
+	    json_object_set_new(o, "created_at", jtime(d->created_at_ms)) ||
+	    json_object_set_new(o, "run", run_json(d))) {
 		json_decref(o);
 		return NULL;
 	}

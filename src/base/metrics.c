@@ -24,17 +24,32 @@ static const char *const outcomes[] = {
     [METRICS_CANCELLED] = "cancelled",
 };
 static const char *const classes[] = {"2xx", "3xx", "4xx", "5xx", "error"};
+static const char *const run_statuses[] = {
+    [METRICS_RUN_SUCCESS] = "success", [METRICS_RUN_ERROR] = "error",
+    [METRICS_RUN_CANCELLED] = "cancelled", [METRICS_RUN_TIMEOUT] = "timeout",
+    [METRICS_RUN_LOST] = "lost", [METRICS_RUN_UNKNOWN] = "unknown",
+};
+static const char *const avoided_how[] = {[METRICS_DBT_FOUND] = "found",
+					  [METRICS_DBT_REUSED] = "reused"};
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 				 0.5,   1,    2.5,   5,    10,  30};
 #define NRESULTS (sizeof event_results / sizeof event_results[0])
 #define NOUTCOMES (sizeof outcomes / sizeof outcomes[0])
 #define NCLASSES (sizeof classes / sizeof classes[0])
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
+#define NRUNS (sizeof run_statuses / sizeof run_statuses[0])
+#define NHOW (sizeof avoided_how / sizeof avoided_how[0])
+
+/* Which counters of a series a family shows. */
+enum family { FAM_DELIVERIES, FAM_ATTEMPTS, FAM_RUNS, FAM_AVOIDED };
 
 struct series {
 	char *trigger;
 	uint64_t deliveries[NOUTCOMES];
 	uint64_t attempts[NCLASSES];
+	uint64_t runs[NRUNS];
+	uint64_t avoided[NHOW];
+	int dbt; /* has dbt counts: shown in the dbt families */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -110,6 +125,44 @@ void metrics_attempt(const char *trigger, int status, double seconds)
 	pthread_mutex_unlock(&mu);
 }
 
+void metrics_dbt_run(const char *trigger, enum metrics_run_status status)
+{
+	size_t i = (size_t)status;
+	if (i >= NRUNS)
+		return;
+	pthread_mutex_lock(&mu);
+	struct series *s = series_for(trigger);
+	if (s) {
+		s->runs[i]++;
+		s->dbt = 1;
+	}
+	pthread_mutex_unlock(&mu);
+}
+
+void metrics_dbt_avoided(const char *trigger, enum metrics_dbt_how how)
+{
+	size_t i = (size_t)how;
+	if (i >= NHOW)
+		return;
+	pthread_mutex_lock(&mu);
+	struct series *s = series_for(trigger);
+	if (s) {
+		s->avoided[i]++;
+		s->dbt = 1;
+	}
+	pthread_mutex_unlock(&mu);
+}
+
+static uint64_t counter_of(const struct series *s, enum family f, size_t k)
+{
+	switch (f) {
+	case FAM_DELIVERIES: return s->deliveries[k];
+	case FAM_ATTEMPTS: return s->attempts[k];
+	case FAM_RUNS: return s->runs[k];
+	default: return s->avoided[k];
+	}
+}
+
 void metrics_reload(int ok)
 {
 	pthread_mutex_lock(&mu);
@@ -133,18 +186,20 @@ static int put_label(struct buf *out, const char *v)
 }
 
 /* One per-trigger counter family: a line per trigger and label value;
- * attempts selects the attempt counters, else the delivery outcomes. */
+ * f selects the counters (the dbt ones only for triggers that have any). */
 static int render_series(struct buf *out, const char *family,
 			 const char *help, const char *label,
 			 const char *const *values, size_t nvalues,
-			 int attempts)
+			 enum family f)
 {
 	int rc = buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", family,
 			    help, family);
 	for (size_t i = 0; i < nseries; i++)
 		for (size_t k = 0; k < nvalues; k++) {
-			uint64_t v = attempts ? series[i].attempts[k]
-					      : series[i].deliveries[k];
+			if ((f == FAM_RUNS || f == FAM_AVOIDED) &&
+			    !series[i].dbt)
+				break;
+			uint64_t v = counter_of(&series[i], f, k);
 			rc |= buf_printf(out, "%s{trigger=\"", family);
 			rc |= put_label(out, series[i].trigger);
 			rc |= buf_printf(out, "\",%s=\"%s\"} %llu\n", label,
@@ -157,10 +212,16 @@ static int render_triggers(struct buf *out)
 {
 	int rc = render_series(out, "triggerd_deliveries_total",
 			       "Deliveries that reached a final state.",
-			       "outcome", outcomes, NOUTCOMES, 0);
+			       "outcome", outcomes, NOUTCOMES, FAM_DELIVERIES);
 	rc |= render_series(out, "triggerd_delivery_attempts_total",
 			    "HTTP attempts by result class.", "class", classes,
-			    NCLASSES, 1);
+			    NCLASSES, FAM_ATTEMPTS);
+	rc |= render_series(out, "triggerd_dbt_runs_total",
+			    "Followed dbt Cloud runs by final status.",
+			    "status", run_statuses, NRUNS, FAM_RUNS);
+	rc |= render_series(out, "triggerd_dbt_duplicates_avoided_total",
+			    "dbt Cloud runs not started twice, by how.", "how",
+			    avoided_how, NHOW, FAM_AVOIDED);
 	return rc ? -1 : 0;
 }
 
@@ -183,7 +244,7 @@ static int render_histogram(struct buf *out)
 	return rc ? -1 : 0;
 }
 
-int metrics_render(struct buf *out, int64_t pending)
+int metrics_render(struct buf *out, int64_t pending, int64_t followed)
 {
 	int rc;
 
@@ -209,6 +270,11 @@ int metrics_render(struct buf *out, int64_t pending)
 			"# HELP triggerd_deliveries_pending Deliveries not yet delivered, failed or cancelled.\n"
 			"# TYPE triggerd_deliveries_pending gauge\n"
 			"triggerd_deliveries_pending %lld\n", (long long)pending);
+	if (followed >= 0)
+		rc |= buf_printf(out,
+			"# HELP triggerd_dbt_runs_followed dbt Cloud runs being followed now.\n"
+			"# TYPE triggerd_dbt_runs_followed gauge\n"
+			"triggerd_dbt_runs_followed %lld\n", (long long)followed);
 	rc |= buf_printf(out,
 		"# HELP triggerd_build_info Build information.\n"
 		"# TYPE triggerd_build_info gauge\n"

@@ -255,7 +255,8 @@ static enum MHD_Result h_metrics(struct server *srv, struct MHD_Connection *c,
 {
 	struct buf b;
 	buf_init(&b, ADMIN_ANSWER_MAX);
-	if (metrics_render(&b, store_count_pending(srv->store)) < 0) {
+	if (metrics_render(&b, store_count_pending(srv->store),
+			   store_count_followed(srv->store)) < 0) {
 		buf_free(&b);
 		return send_error(c, 500, "metrics too large", NULL, NULL);
 	}

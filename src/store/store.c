@@ -109,6 +109,25 @@ int store_cancel_inactive(struct store *st, const char *const *active,
 	return st->ops->cancel_inactive(st, active, nactive, each, ctx);
 }
 
+int store_claim_polls(struct store *st, const struct store_claim *c,
+		      struct store_due *out, size_t max, int64_t *wake_at_ms)
+{
+	*wake_at_ms = INT64_MAX;
+	return st->ops->claim_polls(st, c, out, max, wake_at_ms);
+}
+
+int store_record_run(struct store *st, const char *id,
+		     const struct store_run *run, const char *error,
+		     void (*done)(void *ctx, int rc), void *ctx)
+{
+	return st->ops->record_run(st, id, run, error, done, ctx);
+}
+
+int64_t store_count_followed(struct store *st)
+{
+	return st->ops->count_followed(st);
+}
+
 int64_t store_count_pending(struct store *st)
 {
 	return st->ops->count_pending(st);
@@ -127,7 +146,13 @@ void store_delivery_clear(struct store_delivery *d)
 		return;
 	free(d->trigger);
 	free(d->last_error);
+	free(d->run_href);
+	free(d->run_status);
+	free(d->run_finished_at);
+	free(d->run_message);
 	d->trigger = d->last_error = NULL;
+	d->run_href = d->run_status = d->run_finished_at = d->run_message =
+	    NULL;
 }
 
 void store_list_clear(struct store_delivery_list *l)

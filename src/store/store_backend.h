@@ -28,6 +28,13 @@ struct store_ops {
 			      const struct store_attempt *a,
 			      enum store_state state, int64_t next_at_ms,
 			      void (*done)(void *ctx, int rc), void *ctx);
+	int (*claim_polls)(struct store *st, const struct store_claim *c,
+			   struct store_due *out, size_t max,
+			   int64_t *wake_at_ms);
+	int (*record_run)(struct store *st, const char *id,
+			  const struct store_run *run, const char *error,
+			  void (*done)(void *ctx, int rc), void *ctx);
+	int64_t (*count_followed)(struct store *st);
 	int (*cancel_inactive)(struct store *st, const char *const *active,
 			       size_t nactive,
 			       void (*each)(void *ctx, const char *trigger),

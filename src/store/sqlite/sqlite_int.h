@@ -40,6 +40,7 @@ enum wstmt {
 	W_EXISTS,
 	W_CANCEL,
 	W_PROBE,
+	W_RUN_SET,
 	W_COUNT
 };
 
@@ -56,6 +57,9 @@ enum rstmt {
 	R_LIST_BOTH,
 	R_GET,
 	R_HISTORY,
+	R_POLL_BATCH,
+	R_POLL_WAKE,
+	R_COUNT_FOLLOWED,
 	R_COUNT_STMTS
 };
 
@@ -135,6 +139,9 @@ int sqlite_writer_record_attempt(struct store *s, const char *id,
 				 const struct store_attempt *a,
 				 enum store_state state, int64_t next_at_ms,
 				 void (*done)(void *ctx, int rc), void *ctx);
+int sqlite_writer_record_run(struct store *s, const char *id,
+			     const struct store_run *run, const char *error,
+			     void (*done)(void *ctx, int rc), void *ctx);
 int sqlite_writer_retry(struct store *s, const char *id, int64_t now_ms);
 int sqlite_writer_cancel_inactive(struct store *s, const char *const *active,
 				  size_t nactive,
@@ -148,6 +155,10 @@ int sqlite_read_claim_due(struct store *s, const struct store_claim *c,
 			  struct store_due *out, size_t max,
 			  int64_t *wake_at_ms);
 int64_t sqlite_read_count_pending(struct store *s);
+int sqlite_read_claim_polls(struct store *s, const struct store_claim *c,
+			    struct store_due *out, size_t max,
+			    int64_t *wake_at_ms);
+int64_t sqlite_read_count_followed(struct store *s);
 int sqlite_read_list(struct store *s, const char *state, const char *trigger,
 		     int limit, struct store_delivery_list *out);
 int sqlite_read_get(struct store *s, const char *id,

@@ -17,7 +17,8 @@
 
 #define DELIVERY_COLS                                                          \
 	"id, event_id, \"trigger\", state, attempts, last_status, "            \
-	"last_error, next_at, created_at"
+	"last_error, next_at, created_at, run_id, run_href, run_status, "     \
+	"run_finished_at, run_message"
 
 /* The distinct triggers that have pending deliveries, one index seek each
  * (a loose index scan), as the CTE "trig(name)"; a comma follows. */
@@ -69,7 +70,7 @@ const char *const sqlite_read_sql[R_COUNT_STMTS] = {
 		    " WHERE trig.name IS NOT NULL"
 		    " AND trig.name NOT IN (SELECT value FROM json_each(?2)))"
 		    "SELECT d.id, d.event_id, d.\"trigger\", d.attempts,"
-		    " d.accepted_at, d.next_at, e.body"
+		    " d.accepted_at, d.next_at, e.body, d.unsure"
 		    " FROM cand JOIN deliveries d ON d.rowid = cand.rid"
 		    " LEFT JOIN events e ON e.id = d.event_id"
 		    " ORDER BY d.next_at, d.rowid LIMIT ?4",
@@ -89,6 +90,20 @@ const char *const sqlite_read_sql[R_COUNT_STMTS] = {
     [R_GET] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE id = ?1",
     [R_HISTORY] = "SELECT at, status, error, ms FROM attempts"
 		  " WHERE delivery_id = ?1 ORDER BY rowid",
+    /* Polls of followed runs: the partial index on poll_at holds only
+     * those, so a thousand of them cost one short index walk. */
+    [R_POLL_BATCH] = "SELECT d.id, d.event_id, d.\"trigger\", d.attempts,"
+		     " d.accepted_at, d.poll_at, e.body, d.unsure, d.run_id,"
+		     " d.run_started_at FROM deliveries d"
+		     " LEFT JOIN events e ON e.id = d.event_id"
+		     " WHERE d.poll_at IS NOT NULL AND d.poll_at <= ?2"
+		     " AND d.id NOT IN (SELECT value FROM json_each(?1))"
+		     " ORDER BY d.poll_at LIMIT ?3",
+    [R_POLL_WAKE] = "SELECT MIN(poll_at) FROM deliveries"
+		    " WHERE poll_at IS NOT NULL"
+		    " AND id NOT IN (SELECT value FROM json_each(?1))",
+    [R_COUNT_FOLLOWED] = "SELECT COUNT(*) FROM deliveries"
+			 " WHERE poll_at IS NOT NULL",
 };
 
 int sqlite_read_dedup_lookup(struct store *s, const char *key,
@@ -127,6 +142,7 @@ static int due_fill(sqlite3_stmt *s, struct store_due *d)
 		memcpy(d->body, body, len);
 	d->body[len] = '\0';
 	d->body_len = len;
+	d->unsure = sqlite3_column_int(s, 7);
 	return 0;
 }
 
@@ -200,10 +216,56 @@ out:
 	return rc;
 }
 
-int64_t sqlite_read_count_pending(struct store *s)
+int sqlite_read_claim_polls(struct store *s, const struct store_claim *c,
+			    struct store_due *out, size_t max,
+			    int64_t *wake_at_ms)
 {
 	struct sqlite_store *st = sqlite_of(s);
-	sqlite3_stmt *q = st->r[R_COUNT];
+	char *ids = sqlite_store_json_list(c->skip_ids, c->nskip_ids);
+	sqlite3_stmt *q;
+	int n = 0, step = SQLITE_DONE;
+
+	if (!ids)
+		return -1;
+	pthread_mutex_lock(&st->rlock);
+	q = st->r[R_POLL_BATCH];
+	sqlite3_bind_text(q, 1, ids, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, c->now_ms);
+	sqlite3_bind_int64(q, 3, (sqlite3_int64)max);
+	while ((size_t)n < max && (step = sqlite3_step(q)) == SQLITE_ROW) {
+		if (due_fill(q, &out[n]) < 0)
+			break;
+		out[n].poll = 1;
+		out[n].run_id = sqlite3_column_int64(q, 8);
+		out[n].run_started_at_ms = sqlite3_column_int64(q, 9);
+		n++;
+	}
+	if ((size_t)n < max && step != SQLITE_DONE) {
+		while (n > 0)
+			store_due_clear(&out[--n]);
+		n = -1;
+	}
+	sqlite_store_done_stmt(q);
+	if (n == 0) {
+		q = st->r[R_POLL_WAKE];
+		sqlite3_bind_text(q, 1, ids, -1, SQLITE_STATIC);
+		step = sqlite3_step(q);
+		if (step == SQLITE_ROW &&
+		    sqlite3_column_type(q, 0) != SQLITE_NULL)
+			*wake_at_ms = sqlite3_column_int64(q, 0);
+		else if (step != SQLITE_ROW)
+			n = -1;
+		sqlite_store_done_stmt(q);
+	}
+	pthread_mutex_unlock(&st->rlock);
+	free(ids);
+	return n;
+}
+
+/* One COUNT(*) statement's answer, or -1. */
+static int64_t count_of(struct sqlite_store *st, enum rstmt k)
+{
+	sqlite3_stmt *q = st->r[k];
 	int64_t n = -1;
 
 	pthread_mutex_lock(&st->rlock);
@@ -212,6 +274,16 @@ int64_t sqlite_read_count_pending(struct store *s)
 	sqlite_store_done_stmt(q);
 	pthread_mutex_unlock(&st->rlock);
 	return n;
+}
+
+int64_t sqlite_read_count_followed(struct store *s)
+{
+	return count_of(sqlite_of(s), R_COUNT_FOLLOWED);
+}
+
+int64_t sqlite_read_count_pending(struct store *s)
+{
+	return count_of(sqlite_of(s), R_COUNT);
 }
 
 /* ---- admin rows ---- */
@@ -257,6 +329,11 @@ static int delivery_row(sqlite3_stmt *q, struct store_delivery *d)
 	d->last_error = col_text(q, 6, &oom);
 	d->next_attempt_at_ms = col_int(q, 7);
 	d->created_at_ms = col_int(q, 8);
+	d->run_id = col_int(q, 9);
+	d->run_href = col_text(q, 10, &oom);
+	d->run_status = col_text(q, 11, &oom);
+	d->run_finished_at = col_text(q, 12, &oom);
+	d->run_message = col_text(q, 13, &oom);
 	if (oom || !d->trigger) {
 		store_delivery_clear(d);
 		return -1;

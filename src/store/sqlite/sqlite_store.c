@@ -17,9 +17,10 @@
  * built from input. Lists handed to SQL (skip lists, active triggers) are
  * JSON arrays built with jansson and read with json_each().
  *
- * Schema (PRAGMA user_version = 1; older versions are migrated, newer ones
+ * Schema (PRAGMA user_version = 2; older versions are migrated, newer ones
  * refused): events, deliveries, attempts, dedup, and meta (one row that
- * the writable operation's probe rewrites). Times are integer ms since the epoch.
+ * the writable operation's probe rewrites); version 2 adds each
+ * delivery's dbt run, its next poll and the unsure mark. Times are integer ms since the epoch.
  * Deliveries list newest first by rowid, i.e. creation order. Open and
  * close are called by the main thread.
  */
@@ -59,6 +60,17 @@ static const char *const migrations[] = {
     " at INTEGER NOT NULL);"
     "CREATE INDEX dedup_at ON dedup(at);"
     "CREATE TABLE meta (\"key\" TEXT PRIMARY KEY, value);",
+    /* 2: dbt runs (SPEC section 8) */
+    "ALTER TABLE deliveries ADD COLUMN unsure INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE deliveries ADD COLUMN run_id INTEGER;"
+    "ALTER TABLE deliveries ADD COLUMN run_href TEXT;"
+    "ALTER TABLE deliveries ADD COLUMN run_status TEXT;"
+    "ALTER TABLE deliveries ADD COLUMN run_finished_at TEXT;"
+    "ALTER TABLE deliveries ADD COLUMN run_message TEXT;"
+    "ALTER TABLE deliveries ADD COLUMN run_started_at INTEGER;"
+    "ALTER TABLE deliveries ADD COLUMN poll_at INTEGER;"
+    "CREATE INDEX deliveries_poll ON deliveries(poll_at)"
+    " WHERE poll_at IS NOT NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -225,7 +237,14 @@ static int open_writer_db(struct sqlite_store *st, const char *path, char *err,
 		return -1;
 	st->sync_full = 1;
 	sqlite3_wal_hook(st->wdb, sqlite_writer_wal_hook, st);
-	return migrate(st->wdb, err, errlen);
+	if (migrate(st->wdb, err, errlen) < 0)
+		return -1;
+	/* store.h: whatever was pending when the process stopped may have
+	 * been on the wire; mark it (durably) for a look-up first. */
+	return exec_sql(st->wdb,
+			"UPDATE deliveries SET unsure = 1"
+			" WHERE state = 'pending' AND unsure = 0",
+			err, errlen);
 }
 
 static int prepare_all(sqlite3 *db, const char *const *sql, size_t n,
@@ -281,6 +300,9 @@ static const struct store_ops sqlite_ops = {
     .release = sqlite_store_release,
     .record_attempt = sqlite_writer_record_attempt,
     .cancel_inactive = sqlite_writer_cancel_inactive,
+    .claim_polls = sqlite_read_claim_polls,
+    .record_run = sqlite_writer_record_run,
+    .count_followed = sqlite_read_count_followed,
     .count_pending = sqlite_read_count_pending,
     .list = sqlite_read_list,
     .get = sqlite_read_get,

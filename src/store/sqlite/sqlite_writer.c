@@ -48,7 +48,7 @@ const char *const sqlite_writer_sql[W_COUNT] = {
      * reload cancelled its delivery must not revive it as pending. */
     [W_ATTEMPT_APPLY] = "UPDATE deliveries SET attempts = attempts + 1,"
 			" last_status = ?1, last_error = ?2,"
-			" updated_at = ?3,"
+			" updated_at = ?3, unsure = ?7,"
 			" next_at = CASE WHEN ?4 = 'pending' AND"
 			"  state <> 'cancelled' THEN ?5 END,"
 			" state = CASE WHEN ?4 = 'pending' AND"
@@ -66,9 +66,27 @@ const char *const sqlite_writer_sql[W_COUNT] = {
 		 " (SELECT value FROM json_each(?1)) RETURNING \"trigger\"",
     [W_PROBE] = "INSERT OR REPLACE INTO meta(\"key\", value)"
 		" VALUES ('probe_at', ?1)",
+    [W_RUN_SET] = "UPDATE deliveries SET run_id = ?2, run_href = ?3,"
+		  " run_status = ?4, run_finished_at = ?5, run_message = ?6,"
+		  " run_started_at = ?7, poll_at = ?8, updated_at = ?9,"
+		  " last_error = COALESCE(?10, last_error) WHERE id = ?1",
 };
 
-enum job_kind { JOB_ACCEPT, JOB_ATTEMPT, JOB_RETRY, JOB_CANCEL, JOB_PROBE };
+enum job_kind {
+	JOB_ACCEPT,
+	JOB_ATTEMPT,
+	JOB_RUN,
+	JOB_RETRY,
+	JOB_CANCEL,
+	JOB_PROBE
+};
+
+/* A store_run copied into a job. */
+struct run_copy {
+	int has;
+	int64_t id, started_at_ms, poll_at_ms;
+	char *href, *status, *finished_at, *message;
+};
 
 /* One change for the writer. Blocking jobs live on their caller's stack;
  * attempt jobs are heap copies freed by the writer after their callback. */
@@ -88,6 +106,8 @@ struct job {
 			size_t response_len;
 			int status;
 			int64_t at_ms, ms, next_at_ms;
+			int unsure;
+			struct run_copy run;
 			enum store_state state;
 			void (*done)(void *ctx, int rc);
 			void *ctx;
@@ -167,6 +187,30 @@ static int apply_accept(struct sqlite_store *st, struct job *j, int64_t now)
 	return 0;
 }
 
+/* Sets the delivery's run (and last_error when the job has an error and
+ * is a JOB_RUN). */
+static int apply_run(struct sqlite_store *st, struct job *j, int64_t now)
+{
+	sqlite3_stmt *s = st->w[W_RUN_SET];
+	const struct run_copy *r = &j->u.att.run;
+
+	sqlite3_bind_text(s, 1, j->u.att.id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, r->id);
+	sqlite_store_bind_opt_text(s, 3, r->href);
+	sqlite_store_bind_opt_text(s, 4, r->status);
+	sqlite_store_bind_opt_text(s, 5, r->finished_at);
+	sqlite_store_bind_opt_text(s, 6, r->message);
+	sqlite3_bind_int64(s, 7, r->started_at_ms);
+	if (r->poll_at_ms >= 0)
+		sqlite3_bind_int64(s, 8, r->poll_at_ms);
+	sqlite3_bind_int64(s, 9, now);
+	if (j->kind == JOB_RUN)
+		sqlite_store_bind_opt_text(s, 10, j->u.att.error);
+	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
+		return -1;
+	return sqlite3_changes(st->wdb) ? 0 : -1;
+}
+
 /* Moves the delivery, then appends the attempt to its history; an unknown
  * id fails the job. */
 static int apply_attempt(struct sqlite_store *st, struct job *j, int64_t now)
@@ -181,6 +225,7 @@ static int apply_attempt(struct sqlite_store *st, struct job *j, int64_t now)
 			  SQLITE_STATIC);
 	sqlite3_bind_int64(s, 5, j->u.att.next_at_ms);
 	sqlite3_bind_text(s, 6, j->u.att.id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 7, j->u.att.unsure);
 	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
 		return -1;
 	if (sqlite3_changes(st->wdb) == 0) {
@@ -198,7 +243,9 @@ static int apply_attempt(struct sqlite_store *st, struct job *j, int64_t now)
 	if (j->u.att.response)
 		sqlite3_bind_blob64(s, 6, j->u.att.response,
 				    j->u.att.response_len, SQLITE_STATIC);
-	return sqlite_store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
+	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
+		return -1;
+	return j->u.att.run.has ? apply_run(st, j, now) : 0;
 }
 
 static int apply_retry(struct sqlite_store *st, struct job *j)
@@ -255,6 +302,7 @@ static int run_job(struct sqlite_store *st, struct job *j, int64_t now)
 	switch (j->kind) {
 	case JOB_ACCEPT: rc = apply_accept(st, j, now); break;
 	case JOB_ATTEMPT: rc = apply_attempt(st, j, now); break;
+	case JOB_RUN: rc = apply_run(st, j, now); break;
 	case JOB_RETRY: rc = apply_retry(st, j); break;
 	default: rc = apply_simple(st, j, now); break;
 	}
@@ -295,7 +343,7 @@ static void set_sync_mode(struct sqlite_store *st, const struct job *batch)
 {
 	int full = 0;
 	for (const struct job *j = batch; j && !full; j = j->next)
-		full = j->kind != JOB_ATTEMPT;
+		full = j->kind != JOB_ATTEMPT && j->kind != JOB_RUN;
 	if (full == st->sync_full)
 		return;
 	if (sqlite3_exec(st->wdb, full ? "PRAGMA synchronous = FULL"
@@ -349,6 +397,10 @@ static void job_free(struct job *j)
 	free(j->u.att.id);
 	free(j->u.att.error);
 	free(j->u.att.response);
+	free(j->u.att.run.href);
+	free(j->u.att.run.status);
+	free(j->u.att.run.finished_at);
+	free(j->u.att.run.message);
 	free(j);
 }
 
@@ -360,7 +412,7 @@ static void finish_batch(struct sqlite_store *st, struct job *batch)
 
 	for (struct job *j = batch; j; j = next) {
 		next = j->next;
-		if (j->kind == JOB_ATTEMPT) {
+		if (j->kind == JOB_ATTEMPT || j->kind == JOB_RUN) {
 			if (j->u.att.done)
 				j->u.att.done(j->u.att.ctx, j->rc < 0 ? -1 : 0);
 			job_free(j);
@@ -450,6 +502,49 @@ int sqlite_writer_writable(struct store *s)
 	return submit_wait(sqlite_of(s), &j) == 0;
 }
 
+static char *dup_opt(const char *s, int *oom)
+{
+	char *c = s ? strdup(s) : NULL;
+
+	if (s && !c)
+		*oom = 1;
+	return c;
+}
+
+static int copy_run(struct run_copy *c, const struct store_run *r)
+{
+	int oom = 0;
+
+	c->has = 1;
+	c->id = r->id;
+	c->started_at_ms = r->started_at_ms;
+	c->poll_at_ms = r->poll_at_ms;
+	c->href = dup_opt(r->href, &oom);
+	c->status = dup_opt(r->status, &oom);
+	c->finished_at = dup_opt(r->finished_at, &oom);
+	c->message = dup_opt(r->status_message, &oom);
+	return oom ? -1 : 0;
+}
+
+/* Queues heap job j with its callback: 0, or -1 (j freed, done not
+ * called). */
+static int submit_async(struct sqlite_store *st, struct job *j,
+			void (*done)(void *ctx, int rc), void *ctx)
+{
+	j->u.att.done = done;
+	j->u.att.ctx = ctx;
+	pthread_mutex_lock(&st->qlock);
+	if (!st->stopping) {
+		enqueue_locked(st, j);
+		j = NULL;
+	}
+	pthread_mutex_unlock(&st->qlock);
+	if (!j)
+		return 0;
+	job_free(j);
+	return -1;
+}
+
 /*
  * Queues the attempt (copying everything it needs) and returns at once:
  * 0 if queued, and done will be called from the writer thread; -1 if it
@@ -484,19 +579,32 @@ int sqlite_writer_record_attempt(struct store *s, const char *id,
 	j->u.att.ms = a->ms;
 	j->u.att.state = state;
 	j->u.att.next_at_ms = next_at_ms;
-	j->u.att.done = done;
-	j->u.att.ctx = ctx;
-	pthread_mutex_lock(&st->qlock);
-	if (!st->stopping) {
-		enqueue_locked(st, j);
-		j = NULL;
-	}
-	pthread_mutex_unlock(&st->qlock);
-	if (!j)
-		return 0;
+	j->u.att.unsure = a->unsure;
+	if (a->run && copy_run(&j->u.att.run, a->run) < 0)
+		goto fail;
+	return submit_async(st, j, done, ctx);
 fail:
 	job_free(j);
 	return -1;
+}
+
+int sqlite_writer_record_run(struct store *s, const char *id,
+			     const struct store_run *run, const char *error,
+			     void (*done)(void *ctx, int rc), void *ctx)
+{
+	struct job *j = calloc(1, sizeof *j);
+
+	if (!j)
+		return -1;
+	j->kind = JOB_RUN;
+	j->u.att.id = strdup(id);
+	j->u.att.error = error ? strdup(error) : NULL;
+	if (!j->u.att.id || (error && !j->u.att.error) ||
+	    copy_run(&j->u.att.run, run) < 0) {
+		job_free(j);
+		return -1;
+	}
+	return submit_async(sqlite_of(s), j, done, ctx);
 }
 
 int sqlite_writer_retry(struct store *s, const char *id, int64_t now_ms)

@@ -92,7 +92,10 @@ static void *worker_main(void *arg)
 			if (d->ready)
 				dispatch_wake_one_locked(d); /* more is ready: a second pair of hands */
 			pthread_mutex_unlock(&d->mu);
-			dispatch_deliver(w, f, &due);
+			if (f->poll)
+				dispatch_poll(w, f, &due);
+			else
+				dispatch_deliver(w, f, &due);
 			store_due_clear(&due);
 			pthread_mutex_lock(&d->mu);
 			continue;
@@ -115,6 +118,7 @@ static int dispatch_init(struct dispatch *d, struct store *st,
 
 	d->st = st;
 	d->slot = slot;
+	d->deliveries_dirty = d->polls_dirty = 1;
 	d->nworkers = nworkers;
 	d->workers = calloc((size_t)nworkers, sizeof *d->workers);
 	if (!d->workers || pthread_condattr_init(&ca) != 0)
@@ -175,6 +179,7 @@ void dispatch_notify(struct dispatch *d)
 	if (!d)
 		return;
 	pthread_mutex_lock(&d->mu);
+	d->deliveries_dirty = 1;
 	dispatch_wake_one_locked(d);
 	pthread_mutex_unlock(&d->mu);
 }

@@ -17,6 +17,7 @@
 #include "backoff.h"
 #include "buf.h"
 #include "config.h"
+#include "dbt.h"
 #include "event.h"
 #include "http_client.h"
 #include "log.h"
@@ -36,6 +37,10 @@ struct outcome {
 	char error[ERROR_MAX]; /* "" when delivered */
 	int64_t next_at_ms;    /* for a retry */
 	int64_t delay_ms;
+	int unsure;            /* dbt: ambiguous, look up before the next */
+	int has_run;           /* dbt: the run started, found or reused */
+	struct dbt_run run;
+	int64_t poll_at_ms;    /* its first poll, -1: not followed */
 };
 
 
@@ -97,6 +102,52 @@ static void classify(const struct config *cfg, const struct store_due *due,
 			 age, what);
 }
 
+/* A failed look-up is a retryable attempt: nothing was posted. */
+static void lookup_failed(const struct config *cfg, const struct store_due *due,
+			  const struct dbt_before *b, struct outcome *o)
+{
+	struct backoff_policy p;
+	int attempt = due->attempts + 1;
+	int64_t now = util_now_ms();
+
+	policy_of(cfg, &p);
+	o->resp.status = b->status;
+	o->resp.ms = b->ms;
+	o->unsure = due->unsure;
+	o->delay_ms = backoff_delay_ms(&p, attempt, 0, b->retry_after_ms,
+				       util_random32());
+	if (!backoff_give_up(&p, attempt, due->accepted_at_ms, now,
+			     o->delay_ms)) {
+		o->state = STORE_PENDING;
+		o->next_at_ms = now + o->delay_ms;
+		snprintf(o->error, sizeof o->error, "%s", b->error);
+		return;
+	}
+	o->state = STORE_FAILED;
+	snprintf(o->error, sizeof o->error, "gave up after %d attempts: %s",
+		 attempt, b->error);
+}
+
+/* The run is known: followed from now on if the trigger says so. */
+static void run_known(const struct config_trigger *t, struct outcome *o)
+{
+	o->has_run = 1;
+	o->poll_at_ms = t->dbt.follow && !dbt_status_final(o->run.status)
+			    ? util_now_ms() + t->dbt.poll_interval_ms
+			    : -1;
+}
+
+/* dbt: what an answer to the POST means beyond its class. */
+static void after_post(const struct config_trigger *t, struct outcome *o)
+{
+	int s = o->resp.status;
+
+	o->unsure = s == 0 || s == 500 || s == 502 || s == 504;
+	if (s >= 200 && s <= 299 &&
+	    dbt_parse_run(o->resp.body, o->resp.body_len, &o->run) == 0)
+		run_known(t, o);
+}
+
 /*
  * Renders and sends one delivery, then classifies the result. Returns 0
  * with *o filled, or -1 if dispatch_stop aborted the transfer: that
@@ -135,6 +186,28 @@ static int attempt(struct worker *w, const struct config *cfg,
 	    .cancel = &w->cancel,
 	};
 	http_url_host(req.url, o->host, sizeof o->host);
+	if (t->dbt.is_dbt) {
+		struct dbt_before b;
+		int rc = dispatch_dbt_before(w, cfg, t, due, &req, &o->run, &b);
+		if (rc != 0) {
+			request_clear(&req);
+			event_free(ev);
+			if (o->resp.status == 0 &&
+			    __atomic_load_n(&w->cancel, __ATOMIC_ACQUIRE))
+				return -1;
+			if (rc == 1) {
+				o->state = STORE_DELIVERED;
+				o->resp.status = 200;
+				o->resp.ms = b.ms;
+				snprintf(o->error, sizeof o->error, "%s",
+					 b.error);
+				run_known(t, o);
+			} else {
+				lookup_failed(cfg, due, &b, o);
+			}
+			return 0;
+		}
+	}
 	http_client_send(w->http, &hr, &o->resp);
 	request_clear(&req); /* wipes the rendered secrets */
 	event_free(ev);
@@ -143,6 +216,8 @@ static int attempt(struct worker *w, const struct config *cfg,
 		return -1;
 	o->sent = 1;
 	classify(cfg, due, o);
+	if (t->dbt.is_dbt)
+		after_post(t, o);
 	return 0;
 }
 
@@ -205,8 +280,20 @@ static void log_outcome(const struct store_due *due, const struct outcome *o)
 static void record(struct dispatch *d, struct flight *f,
 		   const struct store_due *due, const struct outcome *o)
 {
+	struct store_run run = {
+	    .id = o->run.id,
+	    .href = o->run.href[0] ? o->run.href : NULL,
+	    .status = dbt_status_name(o->run.status),
+	    .finished_at = o->run.finished_at[0] ? o->run.finished_at : NULL,
+	    .status_message =
+		o->run.status_message[0] ? o->run.status_message : NULL,
+	    .started_at_ms = o->at_ms,
+	    .poll_at_ms = o->poll_at_ms,
+	};
 	struct store_attempt a = {
 	    .at_ms = o->at_ms,
+	    .unsure = o->unsure,
+	    .run = o->has_run ? &run : NULL,
 	    .status = o->resp.status,
 	    .error = o->error[0] ? o->error : NULL,
 	    .ms = o->resp.ms,
@@ -248,7 +335,7 @@ void dispatch_deliver(struct worker *w, struct flight *f,
 	struct config *cfg = config_slot_acquire(d->slot);
 	const struct config_trigger *t =
 	    cfg ? config_trigger_by_name(cfg, due->trigger) : NULL;
-	struct outcome o = {.at_ms = util_now_ms()};
+	struct outcome o = {.at_ms = util_now_ms(), .poll_at_ms = -1};
 	char age[32];
 
 	o.resp.retry_after_ms = -1;

@@ -40,9 +40,18 @@ static struct flight *flight_add(struct dispatch *d, struct store_due *due)
 	f->due = *due;
 	memset(due, 0, sizeof *due);
 	f->ready = 1;
+	f->poll = f->due.poll;
 	snprintf(f->id, sizeof f->id, "%s", f->due.id);
 	f->next = d->flights;
 	d->flights = f;
+	if (f->poll) {
+		if (d->polls_tail)
+			d->polls_tail->ready_next = f;
+		else
+			d->polls = f;
+		d->polls_tail = f;
+		return f;
+	}
 	if (d->ready_tail)
 		d->ready_tail->ready_next = f;
 	else
@@ -91,7 +100,7 @@ static int in_flight_for(const struct dispatch *d, const char *trigger)
 	int n = 0;
 
 	for (const struct flight *f = d->flights; f; f = f->next)
-		if (f->sending && strcmp(f->trigger, trigger) == 0)
+		if (f->sending && !f->poll && strcmp(f->trigger, trigger) == 0)
 			n++;
 	return n;
 }
@@ -111,6 +120,8 @@ void dispatch_flight_done(void *ctx, int rc)
 
 	pthread_mutex_lock(&d->mu);
 	d->nrecording--;
+	/* a retry or a new poll may now be due sooner than the store said */
+	d->deliveries_dirty = d->polls_dirty = 1;
 	if (rc == 0) {
 		dispatch_flight_remove_locked(d, f);
 	} else {
@@ -174,6 +185,8 @@ static int refill(struct dispatch *d, int max, int64_t lease_ms,
 		goto out;
 	for (struct flight *f = d->flights; f; f = f->next) {
 		ids[nids++] = f->id;
+		if (f->poll)
+			continue;
 		if (!f->ready && (!f->sending || in_flight_for(d, f->trigger) < max))
 			continue;
 		size_t i = 0;
@@ -195,6 +208,108 @@ out:
 	free(ids);
 	free(trig);
 	return got;
+}
+
+/* With d->mu held: takes the first due poll, if fewer than max are on
+ * the wire. 1, or 0. */
+static int take_poll(struct dispatch *d, int max, struct store_due *due,
+		     struct flight **fp)
+{
+	struct flight *f = d->polls;
+
+	if (!f || d->npolling >= max)
+		return 0;
+	d->polls = f->ready_next;
+	if (!d->polls)
+		d->polls_tail = NULL;
+	f->ready_next = NULL;
+	f->ready = 0;
+	f->sending = 1;
+	d->npolling++;
+	*due = f->due;
+	memset(&f->due, 0, sizeof f->due);
+	*fp = f;
+	return 1;
+}
+
+/* With d->mu held: claims the next batch of due polls (skipping every id
+ * known here). How many, or -1; *wake_at_ms the next poll when none. */
+static int refill_polls(struct dispatch *d, int64_t lease_ms,
+			int64_t *wake_at_ms)
+{
+	struct store_due batch[READY_BATCH];
+	size_t n = 0;
+	const char **ids;
+	int got;
+
+	for (struct flight *f = d->flights; f; f = f->next)
+		n++;
+	if (!(ids = calloc(n + 1, sizeof *ids)))
+		return -1;
+	n = 0;
+	for (struct flight *f = d->flights; f; f = f->next)
+		ids[n++] = f->id;
+	struct store_claim c = {.now_ms = util_now_ms(), .lease_ms = lease_ms,
+				.skip_ids = ids, .nskip_ids = n};
+	got = store_claim_polls(d->st, &c, batch, READY_BATCH, wake_at_ms);
+	for (int i = 0; i < got; i++)
+		if (!flight_add(d, &batch[i]))
+			store_due_clear(&batch[i]);
+	free(ids);
+	return got;
+}
+
+/*
+ * With d->mu held: work for a worker. Deliveries come first: the store is
+ * asked for due deliveries only when something changed (a notify, an
+ * outcome committed) or their next due time has come, and a poll is taken
+ * only when no delivery can be; polls never hold more than all workers
+ * but one, so a new delivery always finds a worker free within one short
+ * request. Polls are claimed a batch at a time like deliveries.
+ */
+static int take_any(struct dispatch *d, int max, int64_t lease_ms,
+		    struct store_due *due, struct flight **fp,
+		    int64_t *wake_at_ms)
+{
+	int64_t now = util_now_ms(), pw = INT64_MAX;
+	int poll_max = d->nworkers > 1 ? d->nworkers - 1 : 1;
+	int rc = 0, prc;
+
+	if (take_ready(d, max, due, fp))
+		return 1;
+	if (d->deliveries_dirty || now >= d->deliveries_wake_at) {
+		d->deliveries_dirty = 0;
+		d->deliveries_wake_at = INT64_MAX;
+		rc = refill(d, max, lease_ms, &d->deliveries_wake_at);
+		if (rc > 0) {
+			d->deliveries_dirty = 1; /* more may be due */
+			if (take_ready(d, max, due, fp))
+				return 1;
+			rc = 0;
+		} else if (rc < 0) {
+			d->deliveries_dirty = 1;
+		}
+	}
+	if (take_poll(d, poll_max, due, fp))
+		return 1;
+	if (!d->polls && d->npolling < poll_max &&
+	    (d->polls_dirty || now >= d->polls_wake_at)) {
+		d->polls_dirty = 0;
+		d->polls_wake_at = INT64_MAX;
+		prc = refill_polls(d, lease_ms, &pw);
+		if (prc > 0 && take_poll(d, poll_max, due, fp))
+			return 1;
+		if (prc == 0)
+			d->polls_wake_at = pw;
+		if (prc < 0)
+			rc = -1;
+	}
+	*wake_at_ms = d->deliveries_wake_at < d->polls_wake_at
+			  ? d->deliveries_wake_at
+			  : d->polls_wake_at;
+	if (d->polls && d->npolling < poll_max)
+		*wake_at_ms = now;
+	return rc;
 }
 
 /*
@@ -219,11 +334,9 @@ int dispatch_flight_take_locked(struct dispatch *d, struct store_due *due,
 	config_release(cfg);
 	*wake_at_ms = INT64_MAX;
 	flights_prune(d, util_mono_ms());
-	if (take_ready(d, max, due, fp))
+	rc = take_any(d, max, lease_ms, due, fp, wake_at_ms);
+	if (rc == 1)
 		return 1;
-	rc = refill(d, max, lease_ms, wake_at_ms);
-	if (rc > 0)
-		rc = take_ready(d, max, due, fp);
 	if ((rc < 0) != d->store_failing) {
 		d->store_failing = rc < 0;
 		log_kv(rc < 0 ? LOG_ERROR : LOG_INFO,
@@ -240,6 +353,8 @@ void dispatch_flight_sent(struct dispatch *d, struct flight *f)
 	pthread_mutex_lock(&d->mu);
 	d->nrecording++;
 	f->sending = 0;
+	if (f->poll)
+		d->npolling--;
 	dispatch_wake_one_locked(d);
 	pthread_mutex_unlock(&d->mu);
 }
@@ -248,6 +363,8 @@ void dispatch_flight_abandon(struct dispatch *d, struct flight *f)
 {
 	store_release(d->st, f->id);
 	pthread_mutex_lock(&d->mu);
+	if (f->poll && f->sending)
+		d->npolling--;
 	dispatch_flight_remove_locked(d, f);
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->mu);

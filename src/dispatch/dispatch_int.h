@@ -46,6 +46,7 @@ struct flight {
 	int ready;
 	int64_t hold_until; /* mono ms; 0 while in flight, else the store
 			       refused the outcome: skip the id until then */
+	int poll;    /* a poll of a followed dbt run, not a delivery */
 	int sending; /* its request is on the wire (counts against
 			max_in_flight_per_trigger); 0 once the outcome is
 			queued to the store, while the id is still skipped */
@@ -71,6 +72,12 @@ struct dispatch {
 	int store_failing; /* log a failing store once, not every second */
 	struct flight *flights;
 	struct flight *ready, *ready_tail; /* FIFO, earliest due first */
+	struct flight *polls, *polls_tail; /* due polls, earliest first */
+	int npolling;	       /* polls on the wire */
+	int deliveries_dirty;  /* something changed: read due deliveries */
+	int64_t deliveries_wake_at; /* else not before this (wall ms) */
+	int polls_dirty;
+	int64_t polls_wake_at;
 	/* fixed after dispatch_start */
 	struct worker *workers;
 	int nworkers;
@@ -109,6 +116,36 @@ void dispatch_flight_abandon(struct dispatch *d, struct flight *f);
  * http_client, through to its outcome queued to the store. */
 void dispatch_deliver(struct worker *w, struct flight *f,
 		      const struct store_due *due);
+
+/* dispatch_dbt.c: one poll of the followed run f holds (SPEC section
+ * 8), through to its outcome queued to the store. */
+void dispatch_poll(struct worker *w, struct flight *f,
+		   const struct store_due *due);
+
+struct request;
+struct config;
+struct config_trigger;
+struct dbt_run;
+
+/* What happened before a dbt trigger's POST (dispatch_dbt_before). */
+struct dbt_before {
+	int status;       /* of the look-up's last answer, 0 if none */
+	char error[512];  /* the sentence for the history */
+	int64_t ms;       /* time spent */
+	int64_t retry_after_ms;
+};
+
+/*
+ * Before posting delivery due of dbt trigger t (req already rendered):
+ * the look-up after an ambiguous attempt or a restart, and if_running:
+ * reuse. 0: post it; 1: delivered with *run (found or reused, nothing
+ * posted; b->error says which); 2: the look-up failed (retry, nothing
+ * posted; b says why).
+ */
+int dispatch_dbt_before(struct worker *w, const struct config *cfg,
+			const struct config_trigger *t,
+			const struct store_due *due, const struct request *req,
+			struct dbt_run *run, struct dbt_before *b);
 
 /* dispatch_text.c */
 

@@ -233,7 +233,7 @@ static void test_open(void)
 	CHECK_INT(store_count_pending(st), 0);
 	store_close(st);
 	store_close(NULL);
-	CHECK_INT(disk_int("open", "PRAGMA user_version"), 1);
+	CHECK_INT(disk_int("open", "PRAGMA user_version"), 2);
 	CHECK_INT(disk_int("open",
 			   "SELECT COUNT(*) FROM sqlite_master "
 			   "WHERE name IN ('events','deliveries','attempts',"
@@ -639,7 +639,7 @@ static void test_attempts(void)
 	CHECK(json_is_null(json_object_get(j, "next_attempt_at")));
 	CHECK(jget(j, "created_at") && strlen(jget(j, "created_at")) == 24 &&
 	      jget(j, "created_at")[23] == 'Z');
-	CHECK_INT(json_object_size(j), 10);
+	CHECK_INT(json_object_size(j), 11);
 	h = json_object_get(j, "history");
 	CHECK_INT(json_array_size(h), 2);
 	CHECK_INT(
@@ -741,7 +741,7 @@ static void test_list(void)
 	CHECK_INT(json_array_size(l), 5);
 	for (int i = 0; i < 5; i++)
 		CHECK_STR(jget(json_array_get(l, (size_t)i), "id"), ids[4 - i]);
-	CHECK_INT(json_object_size(json_array_get(l, 0)), 9);
+	CHECK_INT(json_object_size(json_array_get(l, 0)), 10);
 	json_decref(l);
 	l = list_json(st, NULL, NULL, 2);
 	CHECK_INT(json_array_size(l), 2);

@@ -56,10 +56,12 @@ Runs (dbt statuses: 1 queued, 2 starting, 3 running, 10 success, 20 error,
                             automatic steps). KeyError if unknown.
   forget_run(run_id)        Retrieve/Cancel answer 404 and List Runs omits
                             it from now on.
-  cancels                   list of run ids, one per Cancel Run request
-                            that named a known run (the run becomes 30
-                            unless it had already ended: then it is left
-                            as it is and returned, as dbt does).
+  run_status(run_id) -> int|None   the run's status now (cheap).
+  cancels                   list of run ids, one per authorised Cancel Run
+                            request that named a known run (the run becomes
+                            30, status_message "Cancelled by user.", unless
+                            it had already ended: then it is left as it
+                            was and returned).
   href_host                 host in each run's href (default
                             "ab123.us1.dbt.com"):
                             https://<href_host>/deploy/<a>/projects/<p>/runs/<id>/
@@ -72,7 +74,8 @@ Fault injection on the runs API (each entry consumed once per use, FIFO):
         status (int or str; answered with dbt's error envelope),
         "hang:<seconds>" (sleep, then answer 200; stop() cuts it short),
         "hold" (block until release() or the client closes the
-        connection; then answer 200, or nothing if the client went away).
+        connection; then answer 200, or nothing if the client went away:
+        Received.action "gone").
   release()                 ends every hold in progress; returns how many.
   holding() -> int          POSTs held now.
   create_then_left() -> int entries not used yet.
@@ -89,7 +92,9 @@ Counters (each an int; the *_requests() forms give the Received objects):
   posts_to_run()   / posts_to_run_requests()   Trigger Job Run POSTs
                    received, whether a run was created or not.
   list_calls()     / list_requests()           List Runs GETs.
-  get_calls(run_id=None) / get_requests(run_id=None)   Retrieve Run GETs.
+  get_calls(run_id=None) / get_requests(run_id=None)   Retrieve Run GETs
+                   (of one run if given).
+  Each counts every such request received, whatever it was answered.
   cancel_calls()   / cancel_requests()         Cancel Run POSTs.
   Received.kind is "trigger", "list", "get", "cancel" or None (any other
   path); Received.run_id is the run a request created or named (or None).
@@ -102,6 +107,8 @@ fail_list/fail_get/fail_cancel), so that a test scripting the answers to
 triggerd's POSTs is not disturbed by its look-ups and polls. A scripted
 Answer with a status answers it without creating a run; one without a
 status (e.g. slow(), a gate) answers as dbt would, creating the run.
+
+URLs: base_url, run_url(account, job) (Trigger Job Run), runs_url(account).
 
 What came: requests(), count(), in_flight(), max_in_flight,
 max_in_flight_by_path, wait_for_requests(n, timeout), wait_for(pred,
@@ -226,7 +233,8 @@ class Received:
         self.client = client  # (host, port) of the connection
         self.t_answer = None
         self.status = None   # status answered, None if none was
-        self.action = None   # "close" / "reset" when dropped
+        self.action = None   # "close" / "reset" when dropped, "gone" when
+        #                      the client closed a held POST
         self.answer = None   # the Answer used (scripted, random or default)
         self.kind = None     # "trigger", "list", "get", "cancel" or None
         self.run_id = None   # the run created (trigger) or named (get/cancel)

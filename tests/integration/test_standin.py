@@ -723,7 +723,8 @@ class StandaloneTest(unittest.TestCase):
         port = harness.free_port()
         p = subprocess.Popen(
             [sys.executable, os.path.join(harness.HERE, "standin.py"),
-             "--port", str(port), "--token", "T0K"],
+             "--port", str(port), "--token", "T0K", "--queued-s", "0",
+             "--running-s", "0", "--final", "20", "--first-run-id", "70001"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             def up():
@@ -739,12 +740,29 @@ class StandaloneTest(unittest.TestCase):
                               ("Content-Type", "application/json")])
             self.assertEqual(r.status, 200)
             self.assertEqual(r.json["data"]["job_definition_id"], 2)
+            self.assertEqual(r.json["data"]["id"], 70001)
+            auth = [("Authorization", "Bearer T0K")]
+            def ended():
+                r = http_request(port, "GET",
+                                 "/api/v2/accounts/1/runs/70001/", None, auth)
+                return r.json["data"]["status"] == 20 and r
+            r = wait_until(ended, 10, "the run to end with 20")
+            self.assertEqual(r.json["data"]["status_message"], "Job failed")
+            r = http_request(port, "GET", "/api/v2/accounts/1/runs/"
+                             "?job_definition_id=2&order_by=-id", None, auth)
+            self.assertEqual([x["id"] for x in r.json["data"]], [70001])
+            r = http_request(port, "POST",
+                             "/api/v2/accounts/1/runs/70001/cancel/", None,
+                             auth)
+            self.assertEqual(r.status, 200)
         finally:
             p.terminate()
             out = p.communicate(timeout=10)[0].decode()
         self.assertIn("POST /api/v2/accounts/1/jobs/2/run/", out)
         self.assertIn('{"cause":"demo"}', out)
-        self.assertIn("-> 200", out)
+        self.assertIn("-> 200 run=70001", out)
+        self.assertIn("GET /api/v2/accounts/1/runs/?job_definition_id=2", out)
+        self.assertIn("POST /api/v2/accounts/1/runs/70001/cancel/", out)
 
 
 if __name__ == "__main__":

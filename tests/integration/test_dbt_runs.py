@@ -14,8 +14,7 @@ ADMIN = "adm-dbt-test-token"
 
 def config(st, dbt=None, retry=None, dispatch=None, **extra):
     t = dbt_trigger("dbt-job", st, 42, **extra)
-    if dbt is not None:
-        t["dbt"] = dbt
+    t["dbt"] = dbt or {}
     return make_config([t], server={"admin_tokens": [ADMIN]},
                        retry=retry, dispatch=dispatch)
 

@@ -66,9 +66,14 @@ const char *const sqlite_writer_sql[W_COUNT] = {
 		 " (SELECT value FROM json_each(?1)) RETURNING \"trigger\"",
     [W_PROBE] = "INSERT OR REPLACE INTO meta(\"key\", value)"
 		" VALUES ('probe_at', ?1)",
-    [W_RUN_SET] = "UPDATE deliveries SET run_id = ?2, run_href = ?3,"
-		  " run_status = ?4, run_finished_at = ?5, run_message = ?6,"
-		  " run_started_at = ?7, poll_at = ?8, updated_at = ?9,"
+    /* NULL keeps what is known: a poll learns the status, not the href */
+    [W_RUN_SET] = "UPDATE deliveries SET run_id = ?2,"
+		  " run_href = COALESCE(?3, run_href),"
+		  " run_status = COALESCE(?4, run_status),"
+		  " run_finished_at = COALESCE(?5, run_finished_at),"
+		  " run_message = COALESCE(?6, run_message),"
+		  " run_started_at = COALESCE(run_started_at, ?7),"
+		  " poll_at = ?8, updated_at = ?9,"
 		  " last_error = COALESCE(?10, last_error) WHERE id = ?1",
 };
 

@@ -218,6 +218,12 @@ static void load_tokens(struct config_ld *ld, const struct cy_node *seq,
 		else if (tok && !*tok &&
 			 !(ld->bad_secrets && tmpl_uses(t, TMPL_SECRETS)))
 			config_err(ld, v, "a token in %s is empty", what);
+		else if (tok && *tok && strlen(tok) < CONFIG_MIN_TOKEN)
+			config_err(ld, v,
+				   "a token in %s is %zu bytes, shorter than "
+				   "%d: too short to be secret (make one with "
+				   "`openssl rand -hex 32`)",
+				   what, strlen(tok), CONFIG_MIN_TOKEN);
 		else if (tok && !tmpl_uses(t, TMPL_SECRETS))
 			config_warn(ld, v,
 				    "a token in %s is written in the config "

@@ -869,7 +869,9 @@ static void test_yaml_errors(void)
 	c = load("data/no-such-config.yaml");
 	CHECK(c == NULL);
 	CHECK(has_line("data/no-such-config.yaml: error: cannot read the "
-		       "configuration: No such file or directory"));
+		       "configuration: no such file; write one there "
+		       "(conf/triggerd.yaml is an example; in the container "
+		       "image, mount it) or name another with -c FILE"));
 	config_release(c);
 	c = load("data");
 	CHECK(c == NULL);

@@ -297,7 +297,7 @@ triggers:
 
         r = self.post(port, event())
         self.assertEqual(r.status, 202, r)
-        first = r.json["deliveries"][0]
+        first = r.json["deliveries"][0]["id"]
         wait_until(lambda: any(q.path.endswith("/jobs/42/run/")
                                for q in self.st.requests()),
                    20 * harness.SLOW, "the event delivered to job 42")
@@ -313,7 +313,7 @@ triggers:
                    20 * harness.SLOW, "a successful reload after HUP")
         r = self.post(port, event())
         self.assertEqual(r.status, 202, r)
-        second = r.json["deliveries"][0]
+        second = r.json["deliveries"][0]["id"]
         wait_until(lambda: any(q.path.endswith("/jobs/43/run/")
                                for q in self.st.requests()),
                    20 * harness.SLOW, "the event delivered to job 43")
@@ -328,6 +328,8 @@ triggers:
                   check=True).stdout.strip()
         self.assertEqual(code, "0", self.logs(a)[-3000:])
         self.assertLess(stopped, 10.0, "stop took %.1f s" % stopped)
+        sys.stderr.write("container: stopped in %.1f s, exit %s\n"
+                         % (stopped, code))
         logs = self.logs(a)
         for secret in (INBOUND, ADMIN, DBT_TOKEN):
             self.assertNotIn(secret, logs)

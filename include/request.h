@@ -61,6 +61,8 @@ int request_dedup_key(const struct config *cfg, const struct event *ev,
  * Appends in (len bytes) to out with every secret value of cfg written as
  * <secret:NAME>: an upstream that echoes a request back (a token in an
  * error message) must not carry a secret into the store or the log.
+ * Values shorter than CONFIG_MIN_REDACT are left alone: such a match can be
+ * an accident ("y" inside "by"), and masking it would reveal the value.
  * 0, or -1 if out is full.
  */
 int request_redact(const struct config *cfg, const char *in, size_t len,

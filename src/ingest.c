@@ -24,10 +24,14 @@
 #include "event.h"
 #include "log.h"
 #include "match.h"
+#include "sha256.h"
 #include "store.h"
 #include "util.h"
 
-#define DEDUP_KEY_MAX 4096
+/* A rendered key is hashed, so its length costs the store nothing; this
+ * bound only caps the memory one request may spend rendering it (the
+ * key's fields come from a body of at most server.max_body). */
+#define DEDUP_KEY_MAX (16 * 1024 * 1024)
 
 static void answer_error(struct ingest_result *res, int status,
 			 const char *msg)
@@ -59,17 +63,25 @@ static void answer_event(struct ingest_result *res, int status,
 	json_decref(o);
 }
 
-/* Renders the dedup key into key; 0 if the event has every field the key
- * names, 1 if it lacks one (not deduplicated), -1 if too long. */
+/*
+ * Renders the dedup key and puts its SHA-256 digest (hex) into digest: the
+ * store keeps digests only, so a key of any length deduplicates and a row
+ * costs 64 bytes. 0 if the event has every field the key names, 1 if it
+ * lacks one (not deduplicated), -1 if the key is over DEDUP_KEY_MAX.
+ */
 static int dedup_key(const struct config *cfg, const struct event *ev,
-		     struct buf *key)
+		     struct buf *key, char digest[SHA256_HEX_LEN])
 {
 	struct tmpl_env env;
 	int missing = 0;
 
 	config_env(cfg, ev, 1, &env);
-	if (tmpl_render(cfg->dedup_key, &env, TMPL_ENC_RAW, key, &missing) < 0)
+	if (tmpl_render(cfg->dedup_key, &env, TMPL_ENC_RAW, key, &missing) < 0) {
+		log_kv(LOG_WARN, "event not deduplicated", "reason",
+		       "dedup key too long", LOG_END);
 		return -1;
+	}
+	sha256_hex(key->data ? key->data : "", key->len, digest);
 	return missing ? 1 : 0;
 }
 
@@ -121,7 +133,7 @@ out:
 void ingest_event(const struct ingest *in, const char *body, size_t len,
 		  struct ingest_result *res)
 {
-	char err[256], event_id[UTIL_ID_LEN];
+	char err[256], event_id[UTIL_ID_LEN], digest[SHA256_HEX_LEN];
 	struct config *cfg = NULL;
 	struct event *ev;
 	struct buf key;
@@ -151,15 +163,15 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 			     0, 1);
 		goto out;
 	}
-	k = dedup_key(cfg, ev, &key);
-	if (k == 0 && store_dedup_lookup(in->store, buf_str(&key),
+	k = dedup_key(cfg, ev, &key, digest);
+	if (k == 0 && store_dedup_lookup(in->store, digest,
 					 cfg->dedup_window_ms, event_id) == 1) {
 		log_kv(LOG_INFO, "duplicate event", "event", event_id, LOG_END);
 		answer_event(res, 200, "duplicate", event_id, cfg, NULL, NULL,
 			     0, 0);
 		goto out;
 	}
-	accept_matched(in, cfg, body, len, k == 0 ? buf_str(&key) : NULL,
+	accept_matched(in, cfg, body, len, k == 0 ? digest : NULL,
 		       idx, n, res);
 out:
 	if (!res->json && !res->error[0]) {

@@ -22,7 +22,9 @@ struct event;
 #define REQUEST_MAX_URL (64 * 1024)
 #define REQUEST_MAX_HEADER (64 * 1024)
 #define REQUEST_MAX_BODY (4 * 1024 * 1024)
-#define REQUEST_MAX_DEDUP_KEY 4096
+/* A rendered dedup key is hashed before it is stored (ingest), so this
+ * bound only caps the memory one event may spend rendering it. */
+#define REQUEST_MAX_DEDUP_KEY (16 * 1024 * 1024)
 
 struct request {
 	const char *method; /* owned by the config */

@@ -22,6 +22,7 @@
 #include "admin.h"
 #include "buf.h"
 #include "check.h"
+#include "sha256.h"
 #include "store.h"
 
 static char tmpdir[64];
@@ -61,6 +62,61 @@ static long long disk_int(const char *name, const char *sql)
 	sqlite3_finalize(s);
 	sqlite3_close(db);
 	return v;
+}
+
+/* A version-1 store (plain dedup keys) opens, becomes version 2, and its
+ * keys are found by their SHA-256 digest, as ingest now looks them up. */
+static void test_migrate_v1(void)
+{
+	char seen[UTIL_ID_LEN] = "", hex[SHA256_HEX_LEN];
+	int64_t now = util_now_ms();
+	char sql[256];
+	struct store *st = open_named("v1");
+
+	CHECK(st != NULL);
+	store_close(st);
+	snprintf(sql, sizeof sql,
+		 "INSERT INTO dedup(\"key\", event_id, at) VALUES "
+		 "('exec-1:job-1:orders', 'ev_old', %lld)", (long long)now);
+	disk_int("v1", sql);
+	disk_int("v1", "PRAGMA user_version = 1");
+	CHECK_INT(disk_int("v1", "PRAGMA user_version"), 1);
+	st = open_named("v1");
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	CHECK_INT(disk_int("v1", "PRAGMA user_version"), 2);
+	sha256_hex("exec-1:job-1:orders", 19, hex);
+	CHECK_INT(store_dedup_lookup(st, hex, 60000, seen), 1);
+	CHECK_STR(seen, "ev_old");
+	CHECK_INT(store_dedup_lookup(st, "exec-1:job-1:orders", 60000, seen), 0);
+	store_close(st);
+}
+
+/* Forward: defined below. */
+static int accept(struct store *st, const char *body, const char *key,
+		  int64_t window, const char *const *trig, size_t n,
+		  struct store_event_out *out, char (*ids)[UTIL_ID_LEN]);
+
+/* The file deleted under an open store: nothing more is committed. */
+static void test_file_gone(void)
+{
+	const char *trig[] = {"t"};
+	char ids[1][UTIL_ID_LEN], path[256];
+	struct store_event_out out = {.delivery_ids = ids};
+	struct store *st = open_named("gone");
+
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	CHECK_INT(store_writable(st), 1);
+	CHECK_INT(accept(st, "{}", "g1", 60000, trig, 1, &out, ids), 0);
+	db_path(path, sizeof path, "gone");
+	CHECK_INT(unlink(path), 0);
+	CHECK_INT(store_writable(st), 0);
+	CHECK_INT(accept(st, "{}", "g2", 60000, trig, 1, &out, ids), -1);
+	CHECK_INT(store_writable(st), 0);
+	store_close(st);
 }
 
 /* Accepts an event with the given triggers; returns store_accept's rc. */
@@ -233,7 +289,7 @@ static void test_open(void)
 	CHECK_INT(store_count_pending(st), 0);
 	store_close(st);
 	store_close(NULL);
-	CHECK_INT(disk_int("open", "PRAGMA user_version"), 1);
+	CHECK_INT(disk_int("open", "PRAGMA user_version"), 2);
 	CHECK_INT(disk_int("open",
 			   "SELECT COUNT(*) FROM sqlite_master "
 			   "WHERE name IN ('events','deliveries','attempts',"
@@ -934,6 +990,8 @@ int main(void)
 	}
 	test_states();
 	test_open();
+	test_migrate_v1();
+	test_file_gone();
 	test_accept();
 	test_concurrent();
 	test_checkpoint();

@@ -7,7 +7,6 @@
  * retryable answer waits its backoff before the next attempt.
  */
 #include <arpa/inet.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -222,26 +221,44 @@ static void reset_sink(void)
 	pthread_mutex_unlock(&mu);
 }
 
-/* n events for triggers a and b under a per-trigger limit of max. */
-static void run_round(int port, int max, int n, const char *name)
+/* A config, a store named name, a dispatcher and the ingest that feeds
+ * it, with the sink's counters reset. NULL store on failure. */
+static struct store *start(int port, int max, const char *name,
+			   struct config_slot *slot, struct dispatch **d,
+			   struct ingest *in)
 {
 	char path[128], err[256];
-	struct config_slot slot;
 	struct config *cfg = load(port, max);
+	struct store *st;
 
 	CHECK(cfg != NULL);
 	if (!cfg)
-		return;
+		return NULL;
 	snprintf(path, sizeof path, "%s/%s.db", tmpdir, name);
-	struct store *st = store_open(path, err, sizeof err);
+	st = store_open(path, err, sizeof err);
 	CHECK(st != NULL);
+	if (!st) {
+		config_release(cfg);
+		return NULL;
+	}
+	config_slot_init(slot, cfg);
+	reset_sink();
+	*d = dispatch_start(st, slot, 4);
+	*in = (struct ingest){.slot = slot, .store = st, .wake = wake,
+			      .wake_ctx = *d};
+	return st;
+}
+
+/* n events for triggers a and b under a per-trigger limit of max. */
+static void run_round(int port, int max, int n, const char *name)
+{
+	struct config_slot slot;
+	struct dispatch *d;
+	struct ingest in;
+	struct store *st = start(port, max, name, &slot, &d, &in);
+
 	if (!st)
 		return;
-	config_slot_init(&slot, cfg);
-	reset_sink();
-	struct dispatch *d = dispatch_start(st, &slot, 4);
-	struct ingest in = {.slot = &slot, .store = st, .wake = wake,
-			    .wake_ctx = d};
 	for (int i = 0; i < n; i++)
 		post(&in, "FINISHED", i);
 	CHECK(drained(st));
@@ -262,24 +279,13 @@ static void run_round(int port, int max, int n, const char *name)
 /* A 503 is retried after the backoff (300 ms ± 20 %), then delivered. */
 static void test_retry_backoff(int port)
 {
-	char path[128], err[256];
 	struct config_slot slot;
-	struct config *cfg = load(port, 1);
+	struct dispatch *d;
+	struct ingest in;
+	struct store *st = start(port, 1, "retry", &slot, &d, &in);
 
-	CHECK(cfg != NULL);
-	if (!cfg)
+	if (!st)
 		return;
-	snprintf(path, sizeof path, "%s/retry.db", tmpdir);
-	struct store *st = store_open(path, err, sizeof err);
-	if (!st) {
-		CHECK(st != NULL);
-		return;
-	}
-	config_slot_init(&slot, cfg);
-	reset_sink();
-	struct dispatch *d = dispatch_start(st, &slot, 4);
-	struct ingest in = {.slot = &slot, .store = st, .wake = wake,
-			    .wake_ctx = d};
 	post(&in, "RETRY", 0);
 	CHECK(drained(st));
 	dispatch_stop(d, util_mono_ms() + 5000);
@@ -301,22 +307,11 @@ static void test_retry_backoff(int port)
 	config_slot_destroy(&slot);
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 int main(void)
 {
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/triggerd-dispatch-XXXXXX");
-	if (!mkdtemp(tmpdir) || http_client_global_init() < 0) {
-		perror("setup");
+	if (check_tmpdir(tmpdir, sizeof tmpdir, "test_dispatch") < 0 ||
+	    http_client_global_init() < 0)
 		return 1;
-	}
 	int port = sink_start();
 	CHECK(port > 0);
 	if (port <= 0)
@@ -325,6 +320,6 @@ int main(void)
 	run_round(port, 2, 8, "limit2");
 	test_retry_backoff(port);
 	http_client_global_cleanup();
-	nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	check_rmtree(tmpdir);
 	return check_report();
 }

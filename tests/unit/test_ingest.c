@@ -3,7 +3,6 @@
  * without a socket — a config loaded from a file, a real SQLite store in
  * a temporary directory, and a counter in place of the dispatcher.
  */
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,25 +148,13 @@ static void test_answers(const struct ingest *in)
 	CHECK_INT(wakes, 4);
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 int main(void)
 {
 	char err[256], path[128];
 	struct config_slot slot;
 
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/triggerd-ingest-XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (check_tmpdir(tmpdir, sizeof tmpdir, "test_ingest") < 0)
 		return 1;
-	}
 	struct config *cfg = load();
 	CHECK(cfg != NULL);
 	if (!cfg)
@@ -184,6 +171,6 @@ int main(void)
 
 	store_close(st);
 	config_slot_destroy(&slot);
-	nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	check_rmtree(tmpdir);
 	return check_report();
 }

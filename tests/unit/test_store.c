@@ -975,19 +975,10 @@ out:
 	rmdir(mnt);
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag,
-		    struct FTW *ftw)
-{
-	return remove(p);
-}
-
 int main(void)
 {
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_store.XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (check_tmpdir(tmpdir, sizeof tmpdir, "test_store") < 0)
 		return 1;
-	}
 	test_states();
 	test_open();
 	test_migrate_v1();
@@ -999,6 +990,6 @@ int main(void)
 	test_attempts();
 	test_list();
 	test_full_disk();
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	check_rmtree(tmpdir);
 	return check_report();
 }

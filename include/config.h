@@ -26,6 +26,15 @@ struct event;
 
 #define CONFIG_DEFAULT_PATH "/etc/triggerd/triggerd.yaml"
 
+/* Bytes. An inbound or admin token shorter than CONFIG_MIN_TOKEN is a
+ * config error: it is what an attacker guesses online, and 16 bytes is the
+ * least that `openssl rand -hex 8` (64 bits) gives. A secret value shorter
+ * than CONFIG_MIN_REDACT is not masked in echoed text (request_redact): a
+ * match that short can be an accident, and masking it inside unrelated
+ * words would both corrupt the text and reveal the value. */
+#define CONFIG_MIN_TOKEN 16
+#define CONFIG_MIN_REDACT 8
+
 enum config_secret_kind {
 	CONFIG_SECRET_ENV,
 	CONFIG_SECRET_FILE,

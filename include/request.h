@@ -22,7 +22,9 @@ struct event;
 #define REQUEST_MAX_URL (64 * 1024)
 #define REQUEST_MAX_HEADER (64 * 1024)
 #define REQUEST_MAX_BODY (4 * 1024 * 1024)
-#define REQUEST_MAX_DEDUP_KEY 4096
+/* A rendered dedup key is hashed before it is stored (ingest), so this
+ * bound only caps the memory one event may spend rendering it. */
+#define REQUEST_MAX_DEDUP_KEY (16 * 1024 * 1024)
 
 struct request {
 	const char *method; /* owned by the config */
@@ -61,6 +63,8 @@ int request_dedup_key(const struct config *cfg, const struct event *ev,
  * Appends in (len bytes) to out with every secret value of cfg written as
  * <secret:NAME>: an upstream that echoes a request back (a token in an
  * error message) must not carry a secret into the store or the log.
+ * Values shorter than CONFIG_MIN_REDACT are left alone: such a match can be
+ * an accident ("y" inside "by"), and masking it would reveal the value.
  * 0, or -1 if out is full.
  */
 int request_redact(const struct config *cfg, const char *in, size_t len,

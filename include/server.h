@@ -1,11 +1,15 @@
 /*
  * server — the HTTP side of triggerd: POST /v1/events, /healthz, /readyz.
  *
- * DESIGN: libmicrohttpd lives only here. Each connection gets its own
- * thread (MHD_USE_THREAD_PER_CONNECTION): an event request blocks in
- * ingest_event() until the store's group commit has made it durable, and
- * many requests blocking at once is exactly what lets one fsync serve them
- * all. Routing, authentication (bearer tokens, constant time), size and
+ * DESIGN: libmicrohttpd lives only here. Connections are served by an
+ * epoll thread pool (MHD_USE_EPOLL_INTERNAL_THREAD, 16 threads): an open
+ * connection costs a memory pool, not a thread. An event request blocks
+ * its pool thread in ingest_event() until the store's group commit has
+ * made it durable (one fsync, milliseconds; concurrent requests on other
+ * pool threads share it). server_guard.c gives every request a deadline;
+ * one address holds at most 256 connections; near the global limit new
+ * requests are answered 503. Framing that RFC 9112 forbids is answered
+ * 400/501 and the connection closed. Routing, authentication (bearer tokens, constant time), size and
  * media-type checks happen here, before a byte of the body is parsed; the
  * rest is ingest's. Reads the live config through the slot per request.
  */

@@ -20,7 +20,13 @@ done
 case "$sanitize" in
 "") ;;
 address) dir=build-asan ;;
-thread) dir=build-tsan ;;
+thread)
+	dir=build-tsan
+	# A data race stops the daemon at once, so the test that saw it fails;
+	# TSan-instrumented processes are slower, so waits are scaled.
+	export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1}"
+	export TRIGGERD_IT_SLOW="${TRIGGERD_IT_SLOW:-3}"
+	;;
 *) echo "--sanitize takes address or thread" >&2; exit 2 ;;
 esac
 

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "match.h"
 #include "request.h"
+#include "sha256.h"
 #include "store.h"
 #include "util.h"
 
@@ -61,6 +62,27 @@ static void answer_event(struct ingest_result *res, int status,
 	res->result = result;
 	res->json = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
+}
+
+/*
+ * Renders the dedup key and puts its SHA-256 digest (hex) into digest: the
+ * store keeps digests only, so a key of any length deduplicates and a row
+ * costs 64 bytes. 0 if the event has every field the key names, 1 if it
+ * lacks one (not deduplicated), -1 if the key is over
+ * REQUEST_MAX_DEDUP_KEY (not deduplicated either, and logged).
+ */
+static int dedup_digest(const struct config *cfg, const struct event *ev,
+			struct buf *key, char digest[SHA256_HEX_LEN])
+{
+	int k = request_dedup_key(cfg, ev, key);
+
+	if (k < 0) {
+		log_kv(LOG_WARN, "event not deduplicated", "reason",
+		       "dedup key too long", LOG_END);
+		return -1;
+	}
+	sha256_hex(key->data ? key->data : "", key->len, digest);
+	return k;
 }
 
 static void accept_matched(const struct ingest *in, const struct config *cfg,
@@ -110,7 +132,7 @@ out:
 void ingest_event(const struct ingest *in, const char *body, size_t len,
 		  struct ingest_result *res)
 {
-	char err[256], event_id[UTIL_ID_LEN];
+	char err[256], event_id[UTIL_ID_LEN], digest[SHA256_HEX_LEN];
 	struct config *cfg = NULL;
 	struct event *ev;
 	struct buf key;
@@ -140,15 +162,15 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 			     0, 1);
 		goto out;
 	}
-	k = request_dedup_key(cfg, ev, &key);
-	if (k == 0 && store_dedup_lookup(in->store, buf_str(&key),
+	k = dedup_digest(cfg, ev, &key, digest);
+	if (k == 0 && store_dedup_lookup(in->store, digest,
 					 cfg->dedup_window_ms, event_id) == 1) {
 		log_kv(LOG_INFO, "duplicate event", "event", event_id, LOG_END);
 		answer_event(res, 200, METRICS_DUPLICATE, event_id, cfg, NULL, NULL,
 			     0, 0);
 		goto out;
 	}
-	accept_matched(in, cfg, body, len, k == 0 ? buf_str(&key) : NULL,
+	accept_matched(in, cfg, body, len, k == 0 ? digest : NULL,
 		       idx, n, res);
 out:
 	if (!res->json && !res->error[0]) {

@@ -218,6 +218,12 @@ static void load_tokens(struct config_ld *ld, const struct cy_node *seq,
 		else if (tok && !*tok &&
 			 !(ld->bad_secrets && tmpl_uses(t, TMPL_SECRETS)))
 			config_err(ld, v, "a token in %s is empty", what);
+		else if (tok && *tok && strlen(tok) < CONFIG_MIN_TOKEN)
+			config_err(ld, v,
+				   "a token in %s is %zu bytes, shorter than "
+				   "%d: too short to be secret (make one with "
+				   "`openssl rand -hex 32`)",
+				   what, strlen(tok), CONFIG_MIN_TOKEN);
 		else if (tok && !tmpl_uses(t, TMPL_SECRETS))
 			config_warn(ld, v,
 				    "a token in %s is written in the config "
@@ -421,6 +427,17 @@ static int read_file(struct config_ld *ld, const char *path, char **out,
 	char *data = NULL;
 	size_t n = 0;
 
+	if (fd < 0 && errno == ENOENT) {
+		/* The container image ships no config of its own (one that
+		 * delivered to 127.0.0.1 would accept events it can never
+		 * send): say what to do, not only what is missing. */
+		config_report(ld, 0, 0, 0,
+			      "cannot read the configuration: no such file; "
+			      "write one there (conf/triggerd.yaml is an "
+			      "example; in the container image, mount it) or "
+			      "name another with -c FILE");
+		goto fail;
+	}
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		config_report(ld, 0, 0, 0, "cannot read the configuration: %s",
 			      strerror(errno));

@@ -19,22 +19,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *const secret_sources[] = {"env", "file", "credential"};
 
 /* Reads a whole secret file into *out (malloc'd), without one trailing
- * newline. 0, or -1 with the reason in err. */
+ * newline. 0, or -1 with the reason in err. Never blocks: the file is
+ * opened with O_NONBLOCK (a FIFO with no writer would block open() itself)
+ * and must then be a regular file — a symlink to one is fine, as
+ * Kubernetes mounts secrets — so a FIFO, socket or device is refused
+ * before a byte is read, and the read is bounded by CONFIG_MAX_SECRET. */
 static int secret_read(const char *path, char **out, size_t *outlen, char *err,
 		       size_t errlen)
 {
 	char *data = NULL;
 	size_t len = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY), rc = -1;
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK),
+	    rc = -1;
 
 	if (fd < 0) {
 		snprintf(err, errlen, "%s", strerror(errno));
 		return -1;
+	}
+	if (fstat(fd, &sb) < 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "not a regular file (a FIFO, socket or "
+			 "device cannot hold a secret)");
+		goto out;
 	}
 	data = malloc(CONFIG_MAX_SECRET + 2);
 	if (!data) {

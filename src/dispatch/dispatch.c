@@ -1,32 +1,24 @@
 /*
- * dispatch — the worker pool that sends due deliveries (see dispatch.h).
+ * dispatch — the worker pool that sends due deliveries (see dispatch.h):
+ * its life cycle and the workers' loop.
  *
  * DESIGN (after redis's bio.c): dispatch.workers threads share one mutex
- * and one condition variable (on the monotonic clock). The mutex guards
- * the flight list: one struct flight per delivery read from the store and
- * whose outcome is not yet committed — ready (read a batch at a time, in a
- * FIFO), sending (counts against max_in_flight_per_trigger), or recording
- * (outcome queued, id still skipped). Under the mutex a worker takes the
- * first ready delivery whose trigger has a free slot; when there is none it
- * reads the next batch of due deliveries, skipping every known id and
- * every full or still stocked trigger, so no delivery is ever sent twice
- * at once and one read transaction serves many deliveries.
- * Then it drops the lock and does the slow part alone: render the request
- * from the stored event and the live config (secrets in memory only, see
- * request.c), send it with its own http_client (keep-alive per worker),
- * classify the result (backoff.c) and queue the outcome to the store. The
- * store's writer thread calls flight_done() once the outcome is committed;
- * that removes the flight and wakes the workers. Idle workers sleep until
- * the next due time (at most 1 s, so a clock step or a missed wake-up costs
- * little) or until dispatch_notify().
+ * and one condition variable (on the monotonic clock). Under the mutex a
+ * worker takes the next piece of work from the flight list
+ * (dispatch_flight.c); it drops the lock and does the slow part alone
+ * (dispatch_deliver.c); idle workers sleep until the next due time (at
+ * most 1 s, so a clock step or a missed wake-up costs little) or until
+ * dispatch_notify(). New work or a freed slot wakes one worker, which
+ * wakes the next if more is ready.
  *
  * Threads: dispatch_start/stop from main; dispatch_notify from any thread;
- * the workers; flight_done from the store's writer thread. Workers run with
- * every signal blocked: signals belong to the main thread.
+ * the workers; dispatch_flight_done from the store's writer thread.
+ * Workers run with every signal blocked: signals belong to the main
+ * thread.
  *
- * Owned here: the in-flight list, each worker's http_client and cancel
- * flag. A delivery is in flight only in memory; on disk it stays pending,
- * so after a crash it is simply due again (at-least-once).
+ * Owned here: the workers, each with its http_client and cancel flag. A
+ * delivery is in flight only in memory; on disk it stays pending, so after
+ * a crash it is simply due again (at-least-once).
  */
 #include "dispatch.h"
 

@@ -197,7 +197,8 @@ int request_redact(const struct config *cfg, const char *in, size_t len,
 		size_t s = 0;
 		for (; s < cfg->nsecrets; s++) {
 			const struct config_secret *sec = &cfg->secrets[s];
-			if (sec->len && sec->len <= len - i &&
+			if (sec->len >= CONFIG_MIN_REDACT &&
+			    sec->len <= len - i &&
 			    memcmp(in + i, sec->value, sec->len) == 0)
 				break;
 		}

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,11 +33,25 @@
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
+#include "server_guard.h"
 #include "store.h"
 #include "util.h"
 
 #define ID_MAX 64
 #define ADMIN_ANSWER_MAX (16 * 1024 * 1024)
+
+/* The server model (see docs/ARCHITECTURE.md): an epoll thread pool, not
+ * a thread per connection, so open connections cost memory, not threads.
+ * Handlers block a pool thread only for the store's group commit (an
+ * fsync: milliseconds), so the pool is a few times the cores and every
+ * thread's other connections wait at most that long. */
+#define POOL_THREADS 16
+#define IDLE_TIMEOUT_S 15       /* MHD: a silent connection is closed */
+#define REQUEST_DEADLINE_MS 20000 /* whole request: headers and body */
+#define PER_IP_LIMIT 256        /* connections from one address */
+#define CONN_LIMIT_MAX 16384    /* connections in all (MHD refuses more) */
+#define CONN_503_MARGIN 256     /* past limit - margin: new requests 503 */
+#define FD_RESERVE 128          /* descriptors kept for the store, logs... */
 
 struct server {
 	struct MHD_Daemon *mhd;
@@ -47,6 +62,8 @@ struct server {
 	const struct ingest *ingest;
 	int stopping; /* atomic */
 	int active;   /* atomic: requests between first call and completion */
+	struct server_guard *guard;
+	long busy_at; /* connections from which new requests get 503 */
 };
 
 struct req {
@@ -107,6 +124,35 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int status,
 	return send_json(c, status, s, hname, hvalue);
 }
 
+/* An error that also ends the connection (Connection: close makes MHD
+ * close it once the answer is sent, whatever bytes follow): for framing
+ * that cannot be trusted, the bytes after the headers are never read as
+ * another request. */
+static enum MHD_Result send_error_close(struct MHD_Connection *c, int status,
+					const char *msg)
+{
+	json_t *o = json_pack("{s:s}", "error", msg);
+	char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	struct MHD_Response *resp;
+
+	json_decref(o);
+	if (!json)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(strlen(json), json,
+					       MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(json);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	MHD_add_response_header(resp, "Connection", "close");
+	if (status == 503)
+		MHD_add_response_header(resp, "Retry-After", "1");
+	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 /* ---- checks ---- */
 
 /* 1 if the Authorization header carries one of tokens (constant time:
@@ -145,6 +191,10 @@ static int media_type_ok(struct MHD_Connection *c)
 struct header_check {
 	int bad;
 	int content_lengths;
+	int cl_bad; /* a Content-Length that is not 1*DIGIT (e.g. obs-fold) */
+	int hosts;
+	int transfer_encodings;
+	int te_chunked; /* the (one) Transfer-Encoding is exactly chunked */
 };
 
 /* Flags a header libmicrohttpd let through but HTTP forbids: an empty
@@ -159,19 +209,63 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind,
 	    strcspn(key, " \t") != key_size ||
 	    (value && strlen(value) != value_size))
 		hc->bad = 1;
-	if (strcasecmp(key, "Content-Length") == 0)
+	/* libmicrohttpd 0.9.75 appends an obs-folded continuation line to
+	 * the header's NAME ("Content-Length:\r\n 5" arrives as the name
+	 * "Content-Length5" with an empty value) and frames the body as if
+	 * there were no such header. A name that only starts like a header
+	 * that frames the message is therefore that kind of fold: refused. */
+	static const char *const framing[] = {"Content-Length",
+					      "Transfer-Encoding", "Host"};
+	for (size_t i = 0; i < sizeof framing / sizeof framing[0]; i++) {
+		size_t n = strlen(framing[i]);
+		if (key_size > n && strncasecmp(key, framing[i], n) == 0)
+			hc->bad = 1;
+	}
+	if (strcasecmp(key, "Content-Length") == 0) {
 		hc->content_lengths++;
+		if (!value || !*value || strspn(value, "0123456789") != strlen(value))
+			hc->cl_bad = 1;
+	} else if (strcasecmp(key, "Host") == 0) {
+		hc->hosts++;
+	} else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+		hc->transfer_encodings++;
+		hc->te_chunked = value && strcasecmp(value, "chunked") == 0;
+	}
 	return MHD_YES;
 }
 
-/* 1 if the request's headers are well-formed: checked before anything
- * reads them, so "Bearer <token>\0junk" or two Content-Lengths that
- * disagree can never be taken at face value. */
-static int headers_ok(struct MHD_Connection *c)
+/*
+ * Checks the request's headers and framing (RFC 9112) before anything
+ * reads them, so "Bearer <token>\0junk", two Content-Lengths that
+ * disagree, or a body whose length two headers tell differently can never
+ * be taken at face value. 0 if fine; else the status to answer (the
+ * connection is then closed) and a sentence in *msg.
+ */
+static int framing_error(struct MHD_Connection *c, const char *version,
+			 const char **msg)
 {
 	struct header_check hc = {0};
+
 	MHD_get_connection_values_n(c, MHD_HEADER_KIND, check_header, &hc);
-	return !hc.bad && hc.content_lengths <= 1;
+	if (hc.bad || hc.content_lengths > 1 || hc.cl_bad) {
+		*msg = "malformed request header";
+		return 400;
+	}
+	if (hc.transfer_encodings && hc.content_lengths) {
+		*msg = "Content-Length and Transfer-Encoding together (RFC 9112 6.1)";
+		return 400;
+	}
+	if (hc.hosts > 1 ||
+	    (hc.hosts == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)) {
+		*msg = "an HTTP/1.1 request needs exactly one Host header";
+		return 400;
+	}
+	if (hc.transfer_encodings > 1 ||
+	    (hc.transfer_encodings && !hc.te_chunked)) {
+		*msg = "Transfer-Encoding other than chunked is not implemented";
+		return 501;
+	}
+	return 0;
 }
 
 /* The declared Content-Length, or -1 if absent or unparsable. */
@@ -436,18 +530,29 @@ static enum MHD_Result admin_check(struct server *srv, struct MHD_Connection *c,
  */
 static enum MHD_Result begin(struct server *srv, struct MHD_Connection *c,
 			     const char *url, const char *method,
-			     void **con_cls)
+			     const char *version, void **con_cls)
 {
 	char id[ID_MAX] = "";
 	const struct route *known, *rt = find_route(url, method, &known, id);
 	enum MHD_Result ret = MHD_YES;
 	struct config *cfg = NULL;
-	int ok = 0;
+	const char *msg = NULL;
+	int ok = 0, status;
+	int is_event = strcmp(url, "/v1/events") == 0 &&
+		       strcmp(method, "POST") == 0;
 
-	if (!headers_ok(c)) {
-		if (strcmp(url, "/v1/events") == 0 && strcmp(method, "POST") == 0)
+	status = framing_error(c, version, &msg);
+	if (status) {
+		if (is_event)
 			metrics_event(METRICS_REJECTED);
-		return send_error(c, 400, "malformed request header", NULL, NULL);
+		return send_error_close(c, status, msg);
+	}
+	/* Near the connection limit new requests get a 503, not the reset
+	 * MHD gives past it, so a client knows to come back. */
+	if (server_guard_count(srv->guard) >= srv->busy_at) {
+		if (is_event)
+			metrics_event(METRICS_UNAVAILABLE);
+		return send_error_close(c, 503, "too many connections");
 	}
 	if (!known)
 		return send_error(c, 404, "no such endpoint", NULL, NULL);
@@ -503,7 +608,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	struct req *r = *con_cls;
 
 	if (!r)
-		return begin(srv, c, url, method, con_cls);
+		return begin(srv, c, url, method, version, con_cls);
 	if (*upload_data_size) {
 		/* Past the limit the rest is read and dropped, never kept. */
 		if (!r->route->has_body || r->too_large ||
@@ -520,13 +625,57 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct server *srv = cls;
 	struct req *r = *con_cls;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
+	/* the next request on this connection gets a deadline of its own */
+	if (ci && ci->socket_context)
+		server_guard_touch(ci->socket_context);
 	if (!r)
 		return;
 	buf_free(&r->body);
 	free(r);
 	*con_cls = NULL;
 	__atomic_sub_fetch(&srv->active, 1, __ATOMIC_ACQ_REL);
+}
+
+/* MHD opens and closes a connection: registered with the guard, which
+ * enforces the request deadline and counts connections. */
+static void notify_connection(void *cls, struct MHD_Connection *c,
+			      void **socket_context,
+			      enum MHD_ConnectionNotificationCode code)
+{
+	struct server *srv = cls;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+			c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context =
+			ci ? server_guard_open(srv->guard, ci->connect_fd) : NULL;
+	} else {
+		server_guard_close(srv->guard, *socket_context);
+		*socket_context = NULL;
+	}
+}
+
+/* Raises the soft RLIMIT_NOFILE to the hard one and returns how many
+ * connections that allows, at most CONN_LIMIT_MAX. */
+static unsigned conn_limit(void)
+{
+	struct rlimit rl;
+	rlim_t n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024 - FD_RESERVE;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	n = rl.rlim_cur;
+	if (n == RLIM_INFINITY || n > CONN_LIMIT_MAX + FD_RESERVE)
+		n = CONN_LIMIT_MAX + FD_RESERVE;
+	return n > 2 * FD_RESERVE ? (unsigned)(n - FD_RESERVE) : FD_RESERVE;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -557,7 +706,7 @@ static int listen_on(const char *host, int port, char *err, size_t errlen)
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
 		snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
 			 strerror(errno));
 		if (fd >= 0)
@@ -596,19 +745,33 @@ struct server *server_start(const char *host, int port,
 	if (srv->fd < 0)
 		goto fail;
 	srv->port = bound_port(srv->fd);
+	srv->guard = server_guard_new(REQUEST_DEADLINE_MS);
+	if (!srv->guard) {
+		snprintf(err, errlen, "cannot start the HTTP server's reaper");
+		close(srv->fd);
+		goto fail;
+	}
+	unsigned limit = conn_limit();
+	srv->busy_at = limit > 2 * CONN_503_MARGIN ? (long)(limit - CONN_503_MARGIN)
+						   : (long)limit;
 	/* Limits chosen so that idle or slow clients cannot hold the
-	 * server: a connection silent for 30 s is closed, and at most 2048
-	 * are open at once (each is a thread with a small stack). */
+	 * server: a connection silent for IDLE_TIMEOUT_S is closed, a
+	 * request still unfinished after REQUEST_DEADLINE_MS is cut (the
+	 * guard), one address holds at most PER_IP_LIMIT connections, and
+	 * open connections cost a memory pool each, not a thread. */
 	srv->mhd = MHD_start_daemon(
-		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
 		0, NULL, NULL, handle, srv, MHD_OPTION_LISTEN_SOCKET, srv->fd,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS,
 		MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)2048,
+		MHD_OPTION_NOTIFY_CONNECTION, notify_connection, srv,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+		MHD_OPTION_CONNECTION_LIMIT, limit,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024),
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (!srv->mhd) {
+		server_guard_free(srv->guard);
 		snprintf(err, errlen, "cannot start the HTTP server on %s:%d",
 			 host, port);
 		close(srv->fd);
@@ -641,5 +804,6 @@ void server_stop(struct server *srv, int64_t deadline_mono_ms)
 		nanosleep(&ts, NULL);
 	}
 	MHD_stop_daemon(srv->mhd);
+	server_guard_free(srv->guard);
 	free(srv);
 }

@@ -12,13 +12,14 @@ import os
 import re
 import shlex
 import subprocess
+import tempfile
 import unittest
 
 import harness
 from harness import free_port
 from opshelp import (INBOUND_TOKEN, SECRET_ENV, apt_install_packages,
-                     config_yaml, deps_sh_packages, dockerfile_stages,
-                     run_url, trigger_yaml)
+                     config_yaml, deps_sh_packages, dockerfile_stages, event,
+                     run_url, sighup_and_wait, trigger_yaml)
 
 SRC = harness.SOURCE_DIR
 BASE_ESSENTIAL = {"libc6", "libgcc-s1"}
@@ -272,11 +273,40 @@ class DockerfileTest(unittest.TestCase):
         copies = [shlex.split(a) for a in self.instr(rt, "COPY")]
         self.assertIn(cmd[0], [c[-1] for c in copies],
                       "HEALTHCHECK runs the copied binary")
-        self.assertIn("/etc/triggerd/triggerd.yaml", [c[-1] for c in copies],
-                      "the config at SPEC's path")
+        # The config is read at SPEC's path, but the image ships none there:
+        # a baked-in one would accept events it cannot deliver.
+        self.assertNotIn("/etc/triggerd/triggerd.yaml",
+                         [c[-1] for c in copies],
+                         "no config baked in at /etc/triggerd/triggerd.yaml")
+        cmdline = json.loads(self.instr(rt, "CMD")[-1])
+        self.assertEqual(cmdline, ["-c", "/etc/triggerd/triggerd.yaml"])
+
+    def test_fixed_uid_and_gid(self):
+        """USER is numeric 10001:10001 (a bind mount or a 0600 config can
+        be chowned to it ahead of time; Kubernetes' runAsNonRoot can check a
+        numeric USER), and the user and group are made with those ids."""
+        rt = self.stage("runtime")
+        self.assertEqual(self.instr(rt, "USER")[-1], "10001:10001")
+        runs = " ".join(self.instr(rt, "RUN"))
+        self.assertRegex(runs, r"groupadd\b[^&;]*--gid 10001\b")
+        self.assertRegex(runs, r"useradd\b[^&;]*--uid 10001\b")
+        self.assertRegex(runs, r"useradd\b[^&;]*--gid 10001\b")
+
+    def test_apt_layers_are_clean(self):
+        """Every apt-get install skips recommends, and its RUN cleans apt's
+        cache and lists itself (not trusting the base image's hook)."""
+        for stage in self.stages:
+            for cmd in self.instr(stage, "RUN"):
+                if not re.search(r"apt-get\s+install", cmd):
+                    continue
+                for inst in re.findall(r"apt-get\s+install[^&;]*", cmd):
+                    self.assertIn("--no-install-recommends", inst)
+                self.assertRegex(cmd, r"apt-get\s+clean\b", cmd)
+                self.assertRegex(cmd, r"rm\s+-rf\s+(\S+\s+)*"
+                                 r"/var/lib/apt/lists/\*", cmd)
 
     def test_shipped_config_fits_the_container(self):
-        """The config the image ships, run through the built binary's
+        """The example config the image ships (to copy and mount), run through the built binary's
         --check with the image's ENV (and dummy values for its {env:}
         secrets): it is valid, listens on every interface (a published
         port cannot reach 127.0.0.1 inside the container) on the EXPOSEd
@@ -284,8 +314,9 @@ class DockerfileTest(unittest.TestCase):
         rt = self.stage("runtime")
         copies = [shlex.split(a) for a in self.instr(rt, "COPY")]
         srcs = [c[-2] for c in copies
-                if c[-1] == "/etc/triggerd/triggerd.yaml"]
-        self.assertEqual(len(srcs), 1, "COPY ... /etc/triggerd/triggerd.yaml")
+                if c[-1] == "/etc/triggerd/triggerd.example.yaml"]
+        self.assertEqual(len(srcs), 1,
+                         "COPY ... /etc/triggerd/triggerd.example.yaml")
         conf = os.path.join(SRC, srcs[0])
         env = harness.base_env()
         for a in self.instr(rt, "ENV"):
@@ -344,6 +375,54 @@ class HealthOptionTest(harness.DaemonTest):
         rc, err = self.health("http://127.0.0.1:%d/healthz" % free_port())
         self.assertEqual(rc, 1, "a closed port is not healthy: %s" % err)
         self.assertTrue(err.strip(), "says why")
+
+
+class ContainerConfigTest(harness.DaemonTest):
+    """What the image relies on, checked on the binary itself: it refuses
+    to start without a config at the default path and says what to do, and
+    a secret file laid out as Kubernetes mounts a secret volume (NAME ->
+    ..data/NAME, ..data -> ..TIMESTAMP/) is read, and read anew after the
+    atomic ..data swap Kubernetes does on an update, at the next SIGHUP."""
+
+    def test_no_config_refuses_to_start(self):
+        missing = os.path.join(tempfile.mkdtemp(prefix="triggerd-nocfg-"),
+                               "triggerd.yaml")
+        p = subprocess.run([harness.binary(), "-c", missing],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, env=harness.base_env(),
+                           timeout=30 * harness.SLOW)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("in the container image, mount it", p.stderr)
+
+    def test_kubernetes_secret_volume(self):
+        st = self.start_standin()
+        d = self.new_daemon(config_yaml(
+            trigger_yaml("to-dbt", run_url(st))).replace(
+                "inbound_token: {env: OPS_INBOUND_TOKEN}",
+                "inbound_token: {file: @TMP@/secrets/inbound_token}"),
+            env=SECRET_ENV, token=INBOUND_TOKEN)
+        sec = os.path.join(d.tmp, "secrets")
+
+        def publish(stamp, value):
+            """As the kubelet does: a new timestamped dir, then ..data
+            renamed over atomically."""
+            os.makedirs(os.path.join(sec, stamp))
+            with open(os.path.join(sec, stamp, "inbound_token"), "w") as f:
+                f.write(value)
+            os.symlink(stamp, os.path.join(sec, "..data_tmp"))
+            os.rename(os.path.join(sec, "..data_tmp"),
+                      os.path.join(sec, "..data"))
+
+        os.makedirs(sec)
+        publish("..2026_12_01_10_00_00.1", INBOUND_TOKEN)
+        os.symlink("..data/inbound_token", os.path.join(sec, "inbound_token"))
+        d.start()
+        self.assertEqual(d.post_event(event()).status, 202)
+        new = INBOUND_TOKEN + "-rotated"
+        publish("..2026_12_01_11_00_00.2", new)
+        sighup_and_wait(self, d)
+        self.assertEqual(d.post_event(event()).status, 401)
+        self.assertEqual(d.post_event(event(), token=new).status, 202)
 
 
 if __name__ == "__main__":

@@ -129,9 +129,14 @@ class HostileTest(DaemonTest):
         self.d = self.start_daemon(cfg, env=DEFAULT_ENV, token=INBOUND_TOKEN,
                                    log_level="info")
 
-    def connect(self, timeout=5.0):
+    def connect(self, timeout=5.0, n=None):
+        """A connection; the n-th of many comes from a loopback address
+        of its own group of 200 (one address may hold 256)."""
+        src = None if n is None else \
+            ("127.2.%d.%d" % (n // 200 // 250, n // 200 % 250 + 1), 0)
         return socket.create_connection(("127.0.0.1", self.d.port),
-                                        timeout=timeout * SLOW)
+                                        timeout=timeout * SLOW,
+                                        source_address=src)
 
     def raw(self, data, want=1, timeout=3.0):
         """Sends data on a new connection and reads the answers."""
@@ -168,7 +173,7 @@ class HostileTest(DaemonTest):
         self.addCleanup(lambda: [s.close() for s in socks])
         t0 = time.monotonic()
         for i in range(SLOW_CONNS):
-            s = self.connect()
+            s = self.connect(n=i)
             socks.append(s)
             if i % 2:  # half drip a request header, half send nothing
                 s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")

@@ -1,12 +1,15 @@
 /*
  * check — the unit tests' few assertion macros. A failed check prints
  * FILE:LINE and the expression, counts, and the test goes on; main()
- * returns check_report(), which prints "N passed, N failed".
+ * returns check_report(), which prints "N passed, N failed". Also the
+ * temporary directory a test works in.
  */
 #ifndef TRIGGERD_CHECK_H
 #define TRIGGERD_CHECK_H
 
+#include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int check_passed, check_failed;
@@ -46,6 +49,32 @@ static int check_passed, check_failed;
 				__FILE__, __LINE__, #got, g_, w_);           \
 		}                                                            \
 	} while (0)
+
+/* Makes a fresh directory /tmp/<name>.XXXXXX in dir (at least 64
+ * bytes); 0, or -1 with a message. */
+static inline int check_tmpdir(char *dir, size_t n, const char *name)
+{
+	snprintf(dir, n, "/tmp/%s.XXXXXX", name);
+	if (mkdtemp(dir))
+		return 0;
+	perror("mkdtemp");
+	return -1;
+}
+
+static inline int check_rm_entry(const char *p, const struct stat *sb,
+				 int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+/* Removes dir and everything below it. */
+static inline void check_rmtree(const char *dir)
+{
+	nftw(dir, check_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static inline int check_report(void)
 {

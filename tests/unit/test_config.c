@@ -169,7 +169,7 @@ static void test_defaults(void)
 
 static void test_full(void)
 {
-	setenv("TEST_CONFIG_INBOUND", "in-token", 1);
+	setenv("TEST_CONFIG_INBOUND", "in-token-5a1c0e9f", 1);
 	setenv("TEST_CONFIG_DBT_TOKEN", "dbt-token", 1);
 	struct config *c = load("data/config_full.yaml");
 	CHECK(c != NULL);
@@ -182,11 +182,11 @@ static void test_full(void)
 	CHECK_INT(c->max_body, 1 << 20);
 	CHECK_INT(c->nauth_tokens, 2);
 	CHECK(c->nauth_tokens == 2 &&
-	      strcmp(c->auth_tokens[0], "in-token") == 0);
+	      strcmp(c->auth_tokens[0], "in-token-5a1c0e9f") == 0);
 	CHECK(c->nauth_tokens == 2 &&
-	      strcmp(c->auth_tokens[1], "old-in-token") == 0);
+	      strcmp(c->auth_tokens[1], "old-in-token-5a1c0e9f") == 0);
 	CHECK(c->nadmin_tokens == 1 &&
-	      strcmp(c->admin_tokens[0], "Admin-us1") == 0);
+	      strcmp(c->admin_tokens[0], "Admin-7c3e9b1d0f-us1") == 0);
 	CHECK_STR(c->store_path, "/var/lib/triggerd/t.db");
 	CHECK_INT(c->workers, 8);
 	CHECK_INT(c->timeout_ms, 45000);
@@ -485,7 +485,7 @@ static void test_urls(void)
 	};
 	char line[512];
 
-	setenv("TEST_CONFIG_SECRET", "from-env", 1);
+	setenv("TEST_CONFIG_SECRET", "from-env-3b8d1f0a", 1);
 	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
 		struct config *c =
 		    load_text("variables: {host: h.example, spaced: \"a b\"}\n"
@@ -530,10 +530,10 @@ static void test_secrets(void)
 	snprintf(credir, sizeof credir, "%s/creds", tmpdir);
 	mkdir(credir, 0700);
 	snprintf(path, sizeof path, "%s/creds/admin_token", tmpdir);
-	write_file(path, "adm1n\r\n");
+	write_file(path, "adm1n-4f7b2c9e1d08\r\n");
 	snprintf(path, sizeof path, "%s/inbound.txt", tmpdir);
-	write_file(path, "from-a-file\n\n");
-	setenv("TEST_CONFIG_SECRET", "from-env", 1);
+	write_file(path, "from-a-file-6e2c9a\n\n");
+	setenv("TEST_CONFIG_SECRET", "from-env-3b8d1f0a", 1);
 	setenv("CREDENTIALS_DIRECTORY", credir, 1);
 
 	/* A relative {file: ...} is read from the config file's directory. */
@@ -552,24 +552,24 @@ static void test_secrets(void)
 		CHECK_STR(c->secret_names[0], "e");
 		CHECK_INT(c->secrets[0].kind, CONFIG_SECRET_ENV);
 		CHECK_STR(c->secrets[0].source, "TEST_CONFIG_SECRET");
-		CHECK_STR(c->secret_values[0], "from-env");
-		CHECK_INT(c->secret_lens[0], 8);
+		CHECK_STR(c->secret_values[0], "from-env-3b8d1f0a");
+		CHECK_INT(c->secret_lens[0], 17);
 		CHECK_INT(c->secrets[1].kind, CONFIG_SECRET_FILE);
 		CHECK_STR(c->secret_values[1],
-			  "from-a-file\n"); /* one newline dropped */
-		CHECK_INT(c->secret_lens[1], 12);
+			  "from-a-file-6e2c9a\n"); /* one newline dropped */
+		CHECK_INT(c->secret_lens[1], 19);
 		CHECK_INT(c->secrets[2].kind, CONFIG_SECRET_CREDENTIAL);
-		CHECK_STR(c->secret_values[2], "adm1n");
+		CHECK_STR(c->secret_values[2], "adm1n-4f7b2c9e1d08");
 		CHECK_INT(c->secrets[3].kind, CONFIG_SECRET_PLAIN);
 		CHECK(c->secrets[3].source == NULL);
 		CHECK_STR(c->secrets[3].value, "pl41n");
 		CHECK_INT(c->nauth_tokens, 2);
 		CHECK(c->nauth_tokens == 2 &&
-		      strcmp(c->auth_tokens[0], "from-a-file\n") == 0);
+		      strcmp(c->auth_tokens[0], "from-a-file-6e2c9a\n") == 0);
 		CHECK(c->nauth_tokens == 2 &&
-		      strcmp(c->auth_tokens[1], "x-from-env") == 0);
+		      strcmp(c->auth_tokens[1], "x-from-env-3b8d1f0a") == 0);
 		CHECK(c->nadmin_tokens == 1 &&
-		      strcmp(c->admin_tokens[0], "adm1n") == 0);
+		      strcmp(c->admin_tokens[0], "adm1n-4f7b2c9e1d08") == 0);
 	}
 	CHECK_INT(diag.nwarnings, 1);
 	CHECK(
@@ -624,7 +624,7 @@ static void test_secrets(void)
 		      "{file: PATH} or {credential: NAME}"));
 	/* The unresolved secret behind the token is not reported twice. */
 	CHECK_INT(diag.nerrors, 10);
-	CHECK(!diag_mentions("from-env"));
+	CHECK(!diag_mentions("from-env-3b8d1f0a"));
 	config_release(c);
 
 	unsetenv("CREDENTIALS_DIRECTORY");
@@ -634,6 +634,32 @@ static void test_secrets(void)
 		      "$CREDENTIALS_DIRECTORY, which is not set (systemd sets "
 		      "it for LoadCredential=)"));
 	config_release(c);
+}
+
+/* Inbound and admin tokens shorter than CONFIG_MIN_TOKEN are refused; the
+ * diagnostic names the length, never the value. 16 bytes exactly pass. */
+static void test_short_tokens(void)
+{
+	setenv("TEST_CONFIG_SHORT", "y", 1);
+	setenv("TEST_CONFIG_SIXTEEN", "0123456789abcdef", 1);
+	struct config *c = load_text(
+	    "secrets: {s: {env: TEST_CONFIG_SHORT}, "
+	    "k: {env: TEST_CONFIG_SIXTEEN}}\n"
+	    "server:\n"
+	    "  auth: {tokens: [\"${{secrets.s}}\", \"${{secrets.k}}\"]}\n"
+	    "  admin_tokens: [\"adm-${{secrets.s}}\"]\n" TRIGGER);
+	CHECK(c == NULL);
+	CHECK_INT(diag.nerrors, 2);
+	CHECK(tmp_has("3:19: error: a token in server.auth.tokens is 1 bytes, "
+		      "shorter than 16: too short to be secret (make one with "
+		      "`openssl rand -hex 32`)"));
+	CHECK(tmp_has("4:18: error: a token in server.admin_tokens is 5 bytes, "
+		      "shorter than 16: too short to be secret (make one with "
+		      "`openssl rand -hex 32`)"));
+	CHECK(!diag_mentions("adm-y"));
+	config_release(c);
+	unsetenv("TEST_CONFIG_SHORT");
+	unsetenv("TEST_CONFIG_SIXTEEN");
 }
 
 static void test_schema_errors(void)
@@ -843,7 +869,9 @@ static void test_yaml_errors(void)
 	c = load("data/no-such-config.yaml");
 	CHECK(c == NULL);
 	CHECK(has_line("data/no-such-config.yaml: error: cannot read the "
-		       "configuration: No such file or directory"));
+		       "configuration: no such file; write one there "
+		       "(conf/triggerd.yaml is an example; in the container "
+		       "image, mount it) or name another with -c FILE"));
 	config_release(c);
 	c = load("data");
 	CHECK(c == NULL);
@@ -948,12 +976,12 @@ static void test_template_positions(void)
 
 static void test_warnings(void)
 {
-	setenv("TEST_CONFIG_INBOUND", "in-token", 1);
+	setenv("TEST_CONFIG_INBOUND", "in-token-5a1c0e9f", 1);
 	struct config *c =
 	    load_text("secrets: {in: {env: TEST_CONFIG_INBOUND}}\n"
 		      "server:\n"
 		      "  auth: {tokens: [\"${{secrets.in}}\"]}\n"
-		      "  admin_tokens: [literal-admin]\n"
+		      "  admin_tokens: [literal-admin-token]\n"
 		      "events: {dedup_key: \"constant\"}\n"
 		      "triggers:\n"
 		      "  - name: legacy\n"
@@ -999,7 +1027,7 @@ static void test_warnings(void)
 	CHECK_INT(diag.nwarnings, 8);
 	if (c) {
 		CHECK_INT(c->triggers[0].njobs, 1);
-		CHECK_STR(c->admin_tokens[0], "literal-admin");
+		CHECK_STR(c->admin_tokens[0], "literal-admin-token");
 	}
 	config_release(c);
 
@@ -1121,7 +1149,7 @@ static void test_seed(void)
 
 static void test_bundled_example(void)
 {
-	setenv("TRIGGERD_INBOUND_TOKEN", "in", 1);
+	setenv("TRIGGERD_INBOUND_TOKEN", "in-token-5a1c0e9f", 1);
 	setenv("DBT_PERSONAL_TOKEN", "dbt", 1);
 	unsetenv("STATE_DIRECTORY");
 	struct config *c = load("../../conf/triggerd.yaml");
@@ -1195,7 +1223,7 @@ static void test_job_index(void)
 	size_t n;
 	const size_t *v;
 
-	setenv("TEST_CONFIG_INBOUND", "in-token", 1);
+	setenv("TEST_CONFIG_INBOUND", "in-token-5a1c0e9f", 1);
 	struct config *c = load("data/config_jobs.yaml");
 
 	CHECK(c != NULL);
@@ -1303,6 +1331,7 @@ int main(void)
 	test_listen_and_ranges();
 	test_urls();
 	test_secrets();
+	test_short_tokens();
 	test_schema_errors();
 	test_trigger_errors();
 	test_more_trigger_errors();

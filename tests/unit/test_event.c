@@ -195,8 +195,45 @@ static void test_limits(void)
 	free(big);
 }
 
+/* Numbers jansson cannot hold are valid JSON: kept as written. */
+static void test_big_numbers(void)
+{
+	struct event *ev = parse(
+	    "{\"job_id\":\"j\", \"rows\": 18446744073709551616,"
+	    " \"x\" : -1e400 , \"n\":[1,99999999999999999999,{\"d\":1E+400}],"
+	    " \"e\":null, \"max\":9223372036854775807,"
+	    " \"min\":-9223372036854775808, \"s\":\"1e400\"}");
+
+	CHECK(ev != NULL);
+	if (ev) {
+		CHECK_STR(val(ev, "rows"), "18446744073709551616");
+		CHECK_STR(val(ev, "x"), "-1e400");
+		CHECK_STR(val(ev, "n"), "[1,99999999999999999999,{\"d\":1E+400}]");
+		CHECK_STR(val(ev, "max"), "9223372036854775807");
+		CHECK_STR(val(ev, "min"), "-9223372036854775808");
+		CHECK_STR(val(ev, "s"), "1e400");
+		CHECK(event_get(ev, "e") == NULL);
+		event_free(ev);
+	}
+	/* a string that could pass for the marker: top level stays exact */
+	ev = parse("{\"job_id\":\"j\",\"a\":\"\\u00001\",\"b\":1e400}");
+	CHECK(ev != NULL);
+	if (ev) {
+		const struct event_field *a = event_get(ev, "a");
+		CHECK(a && a->len == 2 && a->value[0] == '\0' && a->value[1] == '1');
+		CHECK_STR(val(ev, "b"), "1e400");
+		event_free(ev);
+	}
+	/* the rewrite never makes invalid JSON valid */
+	CHECK(parse("{\"job_id\":\"j\", 1e400: 1}") == NULL);
+	CHECK(parse("{\"job_id\":\"j\", \"a\": 01e400}") == NULL);
+	CHECK(parse("{\"job_id\":\"j\", \"a\": 1e400x}") == NULL);
+	CHECK(parse("{\"job_id\":\"j\", \"a\": [1e400,]}") == NULL);
+}
+
 int main(void)
 {
+	test_big_numbers();
 	test_example();
 	test_value_text();
 	test_nul();

@@ -16,7 +16,7 @@
 static const char yaml[] =
 	"server: {auth: {tokens: [\"${{secrets.inbound}}\"]}}\n"
 	"variables: {acct: \"7\"}\n"
-	"secrets: {inbound: {env: TR_IN}, dbt: {env: TR_DBT}}\n"
+	"secrets: {inbound: {env: TR_IN}, dbt: {env: TR_DBT}, short: {env: TR_SHORT}}\n"
 	"triggers:\n"
 	"  - name: run\n"
 	"    method: POST\n"
@@ -42,7 +42,8 @@ static struct config *load(void)
 	if (fd < 0 || write(fd, yaml, sizeof yaml - 1) != (ssize_t)(sizeof yaml - 1))
 		return NULL;
 	close(fd);
-	setenv("TR_IN", "inbound-token", 1);
+	setenv("TR_IN", "inbound-token-9d2e", 1);
+	setenv("TR_SHORT", "y", 1);
 	setenv("TR_DBT", "dbt-s3cret", 1);
 	struct config *cfg = config_load(path, &diag);
 	for (size_t i = 0; i < diag.nlines; i++)
@@ -117,7 +118,7 @@ static void test_header_injection(struct config *cfg)
 
 static void test_redact(struct config *cfg)
 {
-	static const char in[] = "bad token dbt-s3cret, also inbound-token!";
+	static const char in[] = "bad token dbt-s3cret, also inbound-token-9d2e!";
 	struct buf b;
 
 	buf_init(&b, 1024);
@@ -127,6 +128,12 @@ static void test_redact(struct config *cfg)
 	buf_reset(&b);
 	CHECK(request_redact(cfg, "dbt-s3cre", 9, &b) == 0);
 	CHECK_STR(buf_str(&b), "dbt-s3cre");
+	/* A secret shorter than CONFIG_MIN_REDACT ("y") is not masked: a
+	 * match that short is an accident, and masking it would tell. */
+	buf_reset(&b);
+	static const char by[] = "connection refused by 127.0.0.1 (dbt-s3cret)";
+	CHECK(request_redact(cfg, by, sizeof by - 1, &b) == 0);
+	CHECK_STR(buf_str(&b), "connection refused by 127.0.0.1 (<secret:dbt>)");
 	buf_free(&b);
 }
 

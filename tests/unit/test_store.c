@@ -22,6 +22,7 @@
 #include "admin.h"
 #include "buf.h"
 #include "check.h"
+#include "sha256.h"
 #include "store.h"
 
 static char tmpdir[64];
@@ -61,6 +62,98 @@ static long long disk_int(const char *name, const char *sql)
 	sqlite3_finalize(s);
 	sqlite3_close(db);
 	return v;
+}
+
+/* The schema triggerd 0.1.0 wrote (user_version 1), as a fixture: a store
+ * made by that version must open and upgrade in place. */
+static const char v1_schema[] =
+    "CREATE TABLE events (id TEXT PRIMARY KEY, body BLOB NOT NULL,"
+    " accepted_at INTEGER NOT NULL);"
+    "CREATE TABLE deliveries (id TEXT PRIMARY KEY,"
+    " event_id TEXT NOT NULL REFERENCES events(id),"
+    " \"trigger\" TEXT NOT NULL, state TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0, last_status INTEGER,"
+    " last_error TEXT, next_at INTEGER, created_at INTEGER NOT NULL,"
+    " accepted_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX deliveries_due ON deliveries(state, \"trigger\", next_at);"
+    "CREATE INDEX deliveries_state ON deliveries(state);"
+    "CREATE INDEX deliveries_trigger ON deliveries(\"trigger\");"
+    "CREATE TABLE attempts (delivery_id TEXT NOT NULL REFERENCES deliveries(id),"
+    " at INTEGER NOT NULL, status INTEGER, error TEXT,"
+    " ms INTEGER NOT NULL, response BLOB);"
+    "CREATE INDEX attempts_delivery ON attempts(delivery_id);"
+    "CREATE TABLE dedup (\"key\" TEXT PRIMARY KEY, event_id TEXT NOT NULL,"
+    " at INTEGER NOT NULL);"
+    "CREATE INDEX dedup_at ON dedup(at);"
+    "CREATE TABLE meta (\"key\" TEXT PRIMARY KEY, value);"
+    "PRAGMA user_version = 1;";
+
+/* A version-1 store (plain dedup keys, no dbt columns) opens, becomes the
+ * current version, its keys are found by their SHA-256 digest, as ingest
+ * now looks them up, and its pending delivery is still pending. */
+static void test_migrate_v1(void)
+{
+	char seen[UTIL_ID_LEN] = "", hex[SHA256_HEX_LEN], path[256];
+	int64_t now = util_now_ms();
+	char sql[512];
+	sqlite3 *db = NULL;
+	struct store_delivery_full f;
+
+	db_path(path, sizeof path, "v1");
+	snprintf(sql, sizeof sql,
+		 "INSERT INTO dedup(\"key\", event_id, at) VALUES "
+		 "('exec-1:job-1:orders', 'ev_old', %lld);"
+		 "INSERT INTO events VALUES ('ev_old', '{}', %lld);"
+		 "INSERT INTO deliveries(id, event_id, \"trigger\", state,"
+		 " next_at, created_at, accepted_at, updated_at) VALUES"
+		 " ('dl_old', 'ev_old', 'dbt', 'pending', %lld, %lld, %lld, %lld);",
+		 (long long)now, (long long)now, (long long)now, (long long)now,
+		 (long long)now, (long long)now);
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK &&
+	      sqlite3_exec(db, v1_schema, NULL, NULL, NULL) == SQLITE_OK &&
+	      sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	CHECK_INT(disk_int("v1", "PRAGMA user_version"), 1);
+	struct store *st = open_named("v1");
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	CHECK_INT(disk_int("v1", "PRAGMA user_version"), 3);
+	sha256_hex("exec-1:job-1:orders", 19, hex);
+	CHECK_INT(store_dedup_lookup(st, hex, 60000, seen), 1);
+	CHECK_STR(seen, "ev_old");
+	CHECK_INT(store_dedup_lookup(st, "exec-1:job-1:orders", 60000, seen), 0);
+	CHECK_INT(store_get(st, "dl_old", &f), 0);
+	CHECK(f.d.state == STORE_PENDING);
+	store_get_clear(&f);
+	CHECK_INT(store_count_pending(st), 1);
+	store_close(st);
+}
+
+/* Forward: defined below. */
+static int accept(struct store *st, const char *body, const char *key,
+		  int64_t window, const char *const *trig, size_t n,
+		  struct store_event_out *out, char (*ids)[UTIL_ID_LEN]);
+
+/* The file deleted under an open store: nothing more is committed. */
+static void test_file_gone(void)
+{
+	const char *trig[] = {"t"};
+	char ids[1][UTIL_ID_LEN], path[256];
+	struct store_event_out out = {.delivery_ids = ids};
+	struct store *st = open_named("gone");
+
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	CHECK_INT(store_writable(st), 1);
+	CHECK_INT(accept(st, "{}", "g1", 60000, trig, 1, &out, ids), 0);
+	db_path(path, sizeof path, "gone");
+	CHECK_INT(unlink(path), 0);
+	CHECK_INT(store_writable(st), 0);
+	CHECK_INT(accept(st, "{}", "g2", 60000, trig, 1, &out, ids), -1);
+	CHECK_INT(store_writable(st), 0);
+	store_close(st);
 }
 
 /* Accepts an event with the given triggers; returns store_accept's rc. */
@@ -233,7 +326,7 @@ static void test_open(void)
 	CHECK_INT(store_count_pending(st), 0);
 	store_close(st);
 	store_close(NULL);
-	CHECK_INT(disk_int("open", "PRAGMA user_version"), 2);
+	CHECK_INT(disk_int("open", "PRAGMA user_version"), 3);
 	CHECK_INT(disk_int("open",
 			   "SELECT COUNT(*) FROM sqlite_master "
 			   "WHERE name IN ('events','deliveries','attempts',"
@@ -919,21 +1012,14 @@ out:
 	rmdir(mnt);
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag,
-		    struct FTW *ftw)
-{
-	return remove(p);
-}
-
 int main(void)
 {
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_store.XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (check_tmpdir(tmpdir, sizeof tmpdir, "test_store") < 0)
 		return 1;
-	}
 	test_states();
 	test_open();
+	test_migrate_v1();
+	test_file_gone();
 	test_accept();
 	test_concurrent();
 	test_checkpoint();
@@ -941,6 +1027,6 @@ int main(void)
 	test_attempts();
 	test_list();
 	test_full_disk();
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	check_rmtree(tmpdir);
 	return check_report();
 }

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../store_backend.h"
 
@@ -78,6 +79,10 @@ struct sqlite_store {
 	int failing;	 /* writer only: the last commit failed */
 	int sync_full;	 /* writer only: synchronous is FULL (else NORMAL) */
 	int wal_frames;	 /* writer only: frames in the WAL after commit */
+	char *file_path; /* the database's path, NULL if not watched */
+	dev_t file_dev;	 /* ...and the file it named at open */
+	ino_t file_ino;
+	int file_gone;	 /* writer only: the path no longer names it */
 
 	pthread_mutex_t rlock; /* guards rdb and its statements */
 	sqlite3 *rdb;
@@ -123,6 +128,14 @@ char *sqlite_store_json_list(const char *const *v, size_t n);
 
 /* Binds t, or NULL when t is NULL. */
 void sqlite_store_bind_opt_text(sqlite3_stmt *s, int i, const char *t);
+
+/* Remembers which file path names now (sqlite_file.c). 0, or -1 if it
+ * cannot be stat'ed (then nothing is watched). */
+int sqlite_file_watch(struct sqlite_store *st, const char *path);
+
+/* Writer thread: 1 if the path no longer names the file opened (deleted
+ * or replaced; logged once, and 1 from then on), else 0. */
+int sqlite_file_gone(struct sqlite_store *st);
 
 /* The writer thread's body (arg: the store). */
 void *sqlite_writer_main(void *arg);

@@ -17,10 +17,12 @@
  * built from input. Lists handed to SQL (skip lists, active triggers) are
  * JSON arrays built with jansson and read with json_each().
  *
- * Schema (PRAGMA user_version = 2; older versions are migrated, newer ones
- * refused): events, deliveries, attempts, dedup, and meta (one row that
- * the writable operation's probe rewrites); version 2 adds each
- * delivery's dbt run, its next poll and the unsure mark. Times are integer ms since the epoch.
+ * Schema (PRAGMA user_version = 3; older versions are migrated, newer ones
+ * refused): events, deliveries, attempts, dedup (keyed by the SHA-256 hex
+ * digest of the rendered key, which ingest computes), and meta (one row
+ * that the writable operation's probe rewrites); version 3 adds each
+ * delivery's dbt run, its next poll and the unsure mark. Times are
+ * integer ms since the epoch.
  * Deliveries list newest first by rowid, i.e. creation order. Open and
  * close are called by the main thread.
  */
@@ -30,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "sha256.h"
 
 #define BUSY_TIMEOUT_MS 5000
 
@@ -60,7 +64,10 @@ static const char *const migrations[] = {
     " at INTEGER NOT NULL);"
     "CREATE INDEX dedup_at ON dedup(at);"
     "CREATE TABLE meta (\"key\" TEXT PRIMARY KEY, value);",
-    /* 2: dbt runs (SPEC section 8) */
+    /* 1 -> 2: dedup keys are SHA-256 digests (hex) of the rendered key;
+     * keys written by version 1 were the text itself, re-hashed here. */
+    "UPDATE OR REPLACE dedup SET \"key\" = triggerd_sha256(\"key\");",
+    /* 2 -> 3: dbt runs (SPEC section 8) */
     "ALTER TABLE deliveries ADD COLUMN unsure INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE deliveries ADD COLUMN run_id INTEGER;"
     "ALTER TABLE deliveries ADD COLUMN run_href TEXT;"
@@ -181,6 +188,18 @@ out:
 	return rc;
 }
 
+/* SQL function triggerd_sha256(text): the hex digest, for the migration
+ * that turns version 1's plain dedup keys into digests. */
+static void sql_sha256(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	char hex[SHA256_HEX_LEN];
+	const unsigned char *t = sqlite3_value_text(argv[0]);
+
+	sha256_hex(t ? (const char *)t : "",
+		   (size_t)sqlite3_value_bytes(argv[0]), hex);
+	sqlite3_result_text(ctx, hex, -1, SQLITE_TRANSIENT);
+}
+
 /*
  * Brings the schema to SCHEMA_VERSION inside one write transaction, so two
  * processes opening a new file cannot both create it. Refuses a database
@@ -191,7 +210,10 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
 	char v[32], sql[64];
 	long long version;
 
-	if (exec_sql(db, "BEGIN IMMEDIATE", err, errlen) < 0)
+	if (sqlite3_create_function(db, "triggerd_sha256", 1,
+				    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+				    sql_sha256, NULL, NULL) != SQLITE_OK ||
+	    exec_sql(db, "BEGIN IMMEDIATE", err, errlen) < 0)
 		return -1;
 	if (pragma_get(db, "PRAGMA user_version", v, sizeof v) < 0) {
 		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
@@ -278,6 +300,7 @@ static void store_free(struct sqlite_store *st)
 	pthread_mutex_destroy(&st->qlock);
 	pthread_mutex_destroy(&st->rlock);
 	pthread_mutex_destroy(&st->dlock);
+	free(st->file_path);
 	free(st);
 }
 
@@ -333,6 +356,8 @@ struct store *sqlite_store_open(const char *path, char *err, size_t errlen)
 	    prepare_all(st->ddb, &sqlite_read_dedup_sql, 1, &st->dedup, err,
 			errlen) < 0)
 		goto fail;
+	/* best effort: a path that cannot be stat'ed is simply not watched */
+	sqlite_file_watch(st, path);
 	if (pthread_create(&st->writer, NULL, sqlite_writer_main, st) != 0) {
 		snprintf(err, errlen, "cannot start the store's writer thread");
 		goto fail;

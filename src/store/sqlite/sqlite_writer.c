@@ -363,6 +363,11 @@ static void run_batch(struct sqlite_store *st, struct job *batch)
 	int64_t now = util_now_ms();
 	int rc;
 
+	/* a file deleted under us would take every commit with it */
+	if (sqlite_file_gone(st)) {
+		fail_batch(batch);
+		return;
+	}
 	set_sync_mode(st, batch);
 
 	/* a transaction left open by a failed ROLLBACK would block BEGIN */

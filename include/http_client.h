@@ -5,7 +5,8 @@
  * DESIGN: libcurl lives only here. Each dispatcher worker owns one
  * http_client (one easy handle), so connections are kept alive between
  * requests to the same host. Redirects are not followed. The response body
- * is read into a bounded buffer (first HTTP_RESPONSE_KEEP bytes kept, the
+ * is read into a bounded buffer (first HTTP_RESPONSE_KEEP bytes kept, or
+ * the request's own body_max, the
  * rest discarded). Not thread-safe: one client per thread.
  */
 #ifndef TRIGGERD_HTTP_CLIENT_H
@@ -34,6 +35,7 @@ struct http_request {
 	size_t body_len;
 	int64_t timeout_ms;         /* whole request */
 	int64_t connect_timeout_ms;
+	size_t body_max; /* bytes of the answer kept; 0: HTTP_RESPONSE_KEEP */
 	const int *cancel; /* if not NULL and it becomes non-zero (read with
 			      __atomic_load_n), the transfer is aborted */
 };
@@ -42,6 +44,9 @@ struct http_response {
 	int status;          /* HTTP status, or 0 when no response came */
 	char error[256];     /* when status == 0: what went wrong, for a person
 				(e.g. "connection refused by 127.0.0.1:9"), "" otherwise */
+	int unsent;          /* when status == 0: 1 if the request certainly
+				never reached the server (resolve, connect or TLS
+				handshake failed), 0 if it may have */
 	int64_t retry_after_ms; /* from Retry-After (seconds or HTTP-date),
 				   relative to now; -1 when absent or invalid */
 	char *body;          /* first bytes of the body (malloc'd, NUL-terminated) */

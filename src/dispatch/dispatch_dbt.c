@@ -25,6 +25,9 @@
 #include "request.h"
 
 #define LOOKUP_PAGES 20 /* at most 2,000 runs looked at */
+/* dbt's answers are read whole: a page of 100 runs with their trigger is
+ * some 250 KB */
+#define ANSWER_MAX (8u << 20)
 
 /* One GET or POST to the runs API with the trigger's headers. */
 static void call(struct worker *w, const struct config *cfg,
@@ -38,6 +41,7 @@ static void call(struct worker *w, const struct config *cfg,
 	    .nheaders = req->nheaders,
 	    .timeout_ms = cfg->timeout_ms,
 	    .connect_timeout_ms = cfg->connect_timeout_ms,
+	    .body_max = ANSWER_MAX,
 	    .cancel = &w->cancel,
 	};
 

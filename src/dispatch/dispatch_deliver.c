@@ -142,7 +142,10 @@ static void after_post(const struct config_trigger *t, struct outcome *o)
 {
 	int s = o->resp.status;
 
-	o->unsure = s == 0 || s == 500 || s == 502 || s == 504;
+	/* SPEC section 8: the request may have reached dbt Cloud but no
+	 * clear answer came back */
+	o->unsure = (s == 0 && !o->resp.unsent) || s == 500 || s == 502 ||
+		    s == 504;
 	if (s >= 200 && s <= 299 &&
 	    dbt_parse_run(o->resp.body, o->resp.body_len, &o->run) == 0)
 		run_known(t, o);

@@ -42,7 +42,7 @@ struct http_client {
 
 /* State of one transfer, shared with the libcurl callbacks. */
 struct xfer {
-	struct buf body;      /* first HTTP_RESPONSE_KEEP bytes */
+	struct buf body;      /* first body_max bytes */
 	char retry_after[64]; /* raw value of the final response's header */
 	const int *cancel;
 	const char *up; /* the request body, handed out by on_read */
@@ -480,7 +480,7 @@ int http_client_send(struct http_client *c, const struct http_request *req,
 
 	memset(resp, 0, sizeof *resp);
 	resp->retry_after_ms = -1;
-	buf_init(&x.body, HTTP_RESPONSE_KEEP);
+	buf_init(&x.body, req->body_max ? req->body_max : HTTP_RESPONSE_KEEP);
 	curl_easy_reset(c->curl);
 	c->errbuf[0] = '\0';
 	hdrs = build_headers(req);
@@ -492,6 +492,13 @@ int http_client_send(struct http_client *c, const struct http_request *req,
 	e = curl_easy_perform(c->curl);
 	if (e != CURLE_OK) {
 		describe_error(c, req, e, resp->error, sizeof resp->error);
+		/* the request certainly never left: no name, no connection,
+		 * no TLS session */
+		resp->unsent = e == CURLE_COULDNT_RESOLVE_HOST ||
+			       e == CURLE_COULDNT_RESOLVE_PROXY ||
+			       e == CURLE_COULDNT_CONNECT ||
+			       e == CURLE_SSL_CONNECT_ERROR ||
+			       e == CURLE_PEER_FAILED_VERIFICATION;
 		goto out;
 	}
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);

@@ -80,7 +80,9 @@ MANY_ERROR_LINES = [(3, "unknown key"), (7, "wrong type"),
 
 class CliTest(DaemonTest):
     def setUp(self):
-        self.d = self.new_daemon(make_config([dbt_trigger("t1", None, 1)]),
+        # marking on (SPEC section 8's default): a valid config warns of nothing
+        self.d = self.new_daemon(make_config([dbt_trigger("t1", None, 1,
+                                                          dbt={})]),
                                  env=DEFAULT_ENV)
 
     def test_version(self):
@@ -173,8 +175,9 @@ class CliTest(DaemonTest):
         st = self.start_standin()
         t2 = dbt_trigger("t2", st, 2, rules=[{
             "variable_name": "STATUS", "operation": "EQUAL",
-            "value": "FAILED"}])
-        self.d.write_config(make_config([dbt_trigger("t1", st, 1), t2]))
+            "value": "FAILED"}], dbt={})
+        self.d.write_config(make_config([dbt_trigger("t1", st, 1, dbt={}),
+                                         t2]))
         path = self.d.write_file("event.json", FINISHED)
         by_file = self.d.dry_run(path)
         by_stdin = self.d.run(["-c", self.d.cfg_path, "--dry-run", "-"],
@@ -188,7 +191,8 @@ class CliTest(DaemonTest):
                      "%s/api/v2/accounts/70403103912345/jobs/1/run/"
                      % st.base_url,
                      "Bearer <secret:dbt_personal_token>",
-                     '{"cause":"t1: orders"}', "STATUS", "FAILED"):
+                     '{"cause":"t1: orders [triggerd <delivery-id>]"}', "STATUS",
+                     "FAILED"):
             self.assertIn(want, out)
         self.assertNotIn("/jobs/2/run/", out)  # t2 does not match: why only
         self.assertEqual(st.count(), 0)        # sends nothing

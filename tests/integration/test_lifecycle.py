@@ -127,7 +127,8 @@ class LifecycleTest(harness.DaemonTest):
             o = wait_delivery(d, did, "delivered", timeout=20)
             self.assertGreaterEqual(len(o["history"]), 2, o)
             self.assertEqual(o["history"][-1]["status"], 200)
-        keys = sorted(r.header("Idempotency-Key") for r in st.requests())
+        keys = sorted(r.header("Idempotency-Key")
+                      for r in st.posts_to_run_requests())
         self.assertEqual(keys, sorted(ids), "each sent once, after restart")
         self.assertEqual(scrape(d).value("triggerd_deliveries_pending"), 0)
 

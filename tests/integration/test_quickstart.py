@@ -11,8 +11,9 @@ from harness import (DBT_TOKEN, DEFAULT_ENV, INBOUND_TOKEN, JOB, DaemonTest,
                      read_data, wait_until)
 
 TRIGGER = "trigger-dbt-job-run-on-cloud"  # derived from the description
-CAUSE = (b'{"cause":"finished job on Erathos platform triggered by '
-         b'Erathos Schedule"}')
+# The quickstart's cause, with the delivery's marker (SPEC section 8).
+CAUSE = ('{"cause":"finished job on Erathos platform triggered by '
+         'Erathos Schedule [triggerd %s]"}')
 
 HEAD = """\
 server:
@@ -78,7 +79,8 @@ class QuickstartTest(DaemonTest):
         self.assertEqual(req.path,
                          "/api/v2/accounts/70403103912345/jobs/42/run/")
         self.assertEqual(req.query, "")
-        self.assertEqual(req.body, CAUSE)
+        cause = (CAUSE % dl["id"]).encode()
+        self.assertEqual(req.body, cause)
         got = sorted((k.lower(), v) for k, v in req.headers)
         self.assertEqual(got, sorted([
             ("host", "127.0.0.1:%d" % self.st.port),
@@ -87,7 +89,7 @@ class QuickstartTest(DaemonTest):
             ("authorization", "Bearer " + DBT_TOKEN),
             ("user-agent", "triggerd/" + harness.version()),
             ("idempotency-key", dl["id"]),
-            ("content-length", str(len(CAUSE))),
+            ("content-length", str(len(cause))),
         ]))
         self.assertEqual(req.status, 200)  # the stand-in took it as dbt would
 

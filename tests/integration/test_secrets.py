@@ -114,7 +114,8 @@ class SecretsTest(DaemonTest):
         self.assertEqual(q.header("Authorization"), "Bearer " + DBT_SECRET)
         self.assertEqual(q.header("X-Api-Key"), CRED_SECRET)
         self.assertEqual(q.header("X-Plain"), PLAIN_SECRET)
-        self.assertEqual(q.body, b'{"cause":"by ana@example.com"}')
+        self.assertEqual(q.body, ('{"cause":"by ana@example.com [triggerd %s]"}'
+                                  % ids[0]).encode())
         # ... the refused URL (with a secret in it) was tried ...
         (rid,) = [dl["id"] for dl in refused["deliveries"]
                   if dl["trigger"] == "refused"]

@@ -662,6 +662,83 @@ static void test_short_tokens(void)
 	unsetenv("TEST_CONFIG_SIXTEEN");
 }
 
+/* SPEC section 8: dbt triggers recognised by their url, the dbt: options'
+ * defaults, errors and warnings. */
+#define DBT_JOBS "    jobs: [\"0b9d5c55-6c2e-4d0a-9b6f-3f8e2a1c7d10\"]\n"
+#define DBT_URL "https://ab123.us1.dbt.com/api/v2/accounts/7/jobs/42/run/"
+static void test_dbt_options(void)
+{
+	struct config *c = load_text(
+	    "triggers:\n"
+	    "  - name: plain\n"
+	    "    method: POST\n"
+	    "    url: " DBT_URL "\n"
+	    "    body: {cause: \"x\"}\n" DBT_JOBS
+	    "  - name: tuned\n"
+	    "    method: POST\n"
+	    "    url: https://cloud.example/api/v2/accounts/7/jobs/43/run\n"
+	    "    body: {cause: \"x\"}\n"
+	    "    dbt: {follow: true, poll_interval: 5s, run_timeout: 2h,"
+	    " cancel_on_timeout: true, if_running: reuse}\n" DBT_JOBS
+	    "  - name: other\n"
+	    "    method: POST\n"
+	    "    url: https://example.com/hook\n" DBT_JOBS);
+	CHECK(c != NULL);
+	if (c) {
+		const struct config_trigger *p = config_trigger_by_name(c, "plain");
+		const struct config_trigger *t = config_trigger_by_name(c, "tuned");
+		const struct config_trigger *o = config_trigger_by_name(c, "other");
+		CHECK(p && p->dbt.is_dbt && p->dbt.mark && !p->dbt.follow &&
+		      p->dbt.poll_interval_ms == 30000 &&
+		      p->dbt.run_timeout_ms == 86400000 && !p->dbt.reuse);
+		CHECK(t && t->dbt.is_dbt && t->dbt.follow &&
+		      t->dbt.poll_interval_ms == 5000 &&
+		      t->dbt.run_timeout_ms == 7200000 &&
+		      t->dbt.cancel_on_timeout && t->dbt.reuse);
+		CHECK(o && !o->dbt.is_dbt);
+		config_release(c);
+	}
+
+	c = load_text("triggers:\n"
+		      "  - name: a\n"
+		      "    method: POST\n"
+		      "    url: " DBT_URL "\n"
+		      "    body: {cause: \"x\"}\n"
+		      "    dbt: {poll_interval: 500ms, if_running: sometimes}\n"
+		      DBT_JOBS
+		      "  - name: b\n"
+		      "    method: POST\n"
+		      "    url: https://example.com/hook\n"
+		      "    dbt: {follow: true}\n" DBT_JOBS
+		      "  - name: c\n"
+		      "    method: POST\n"
+		      "    url: " DBT_URL "\n"
+		      "    body: {steps_override: [\"dbt run\"]}\n" DBT_JOBS);
+	CHECK(c == NULL);
+	CHECK(tmp_has("6:26: error: dbt.poll_interval must be at least 1s"));
+	CHECK(diag_mentions("dbt.if_running must be trigger or reuse, not "
+			    "\"sometimes\""));
+	CHECK(diag_mentions("\"b\" has dbt options but its url is not a dbt Cloud "
+			    "Trigger Job Run"));
+	CHECK(diag_mentions("its body must be a mapping with a string "
+			    "\"cause\""));
+
+	c = load_text("triggers:\n"
+		      "  - name: unmarked\n"
+		      "    method: POST\n"
+		      "    url: " DBT_URL "\n"
+		      "    body: {cause: \"x\"}\n"
+		      "    dbt: {mark: false}\n" DBT_JOBS
+		      "  - name: text\n"
+		      "    method: POST\n"
+		      "    url: " DBT_URL "\n"
+		      "    body: '{\"cause\": \"x\"}'\n" DBT_JOBS);
+	CHECK(c != NULL);
+	CHECK(diag_mentions("with dbt.mark false there is no look-up"));
+	CHECK(diag_mentions("its cause cannot be marked"));
+	config_release(c);
+}
+
 static void test_schema_errors(void)
 {
 	struct config *c = load("data/config_errors.yaml");
@@ -1332,6 +1409,7 @@ int main(void)
 	test_urls();
 	test_secrets();
 	test_short_tokens();
+	test_dbt_options();
 	test_schema_errors();
 	test_trigger_errors();
 	test_more_trigger_errors();

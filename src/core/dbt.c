@@ -39,10 +39,13 @@ static int take_literal(const char **p, const char *lit)
 
 int dbt_url_parse(const char *url, struct dbt_target *out)
 {
-	const char *p = strstr(url ? url : "", "://"), *path;
+	const char *p, *path;
 	size_t blen;
 
 	memset(out, 0, sizeof *out);
+	if (!url)
+		return 0;
+	p = strstr(url, "://");
 	if (!p || p == url)
 		return 0;
 	path = p + 3 + strcspn(p + 3, "/?#");
@@ -219,8 +222,9 @@ int64_t dbt_parse_time(const char *s)
 	long long frac_ms = 0;
 	const char *p;
 
-	if (!s || sscanf(s, "%4d-%2d-%2d%*1[ T]%2d:%2d:%2d%n", &y, &mo, &d, &h,
-			 &mi, &sec, &n) != 6 || n == 0)
+	/* field widths bound every number; timegm() normalises the rest */
+	if (!s || sscanf(s, "%4d-%2d-%2d%*1[ T]%2d:%2d:%2d%n", &y, &mo, &d, // NOLINT(cert-err34-c)
+			 &h, &mi, &sec, &n) != 6 || n == 0)
 		return -1;
 	p = s + n;
 	if (*p == '.') {
@@ -242,7 +246,7 @@ int64_t dbt_parse_time(const char *s)
 	if ((*p == '+' || *p == '-') && strlen(p) >= 6) {
 		int oh = (p[1] - '0') * 10 + (p[2] - '0');
 		int om = (p[4] - '0') * 10 + (p[5] - '0');
-		int64_t off = (int64_t)(oh * 3600 + om * 60);
+		int64_t off = (int64_t)oh * 3600 + (int64_t)om * 60;
 		t += *p == '+' ? -off : off;
 	}
 	return t * 1000 + frac_ms;
@@ -288,7 +292,7 @@ int dbt_parse_run(const char *body, size_t len, struct dbt_run *out)
 	int rc = -1;
 
 	memset(out, 0, sizeof *out);
-	if (j && json_is_object(j))
+	if (json_is_object(j))
 		rc = run_of(json_object_get(j, "data"), out);
 	json_decref(j);
 	return rc;
@@ -303,7 +307,7 @@ int dbt_find_run(const char *body, size_t len, const char *marker,
 
 	*nruns = 0;
 	*oldest_ms = -1;
-	data = j && json_is_object(j) ? json_object_get(j, "data") : NULL;
+	data = json_is_object(j) ? json_object_get(j, "data") : NULL;
 	if (!json_is_array(data))
 		goto out;
 	rc = 0;

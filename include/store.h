@@ -278,6 +278,7 @@ struct store_delivery_full {
 	struct store_delivery d;
 	struct store_history *history;
 	size_t nhistory;
+	char *event_body; /* the event as received (JSON text); NULL: gone */
 };
 
 /* 0 with *out filled (free with store_get_clear), 1 if there is no such

@@ -262,5 +262,12 @@ int admin_delivery_json(const struct store_delivery_full *f, struct buf *out)
 		json_decref(o);
 		return -1;
 	}
+	/* The event as it was received (an addition for the console: which
+	 * event set the delivery off); null if it cannot be read as JSON. */
+	json_t *ev = f->event_body ? json_loads(f->event_body, 0, NULL) : NULL;
+	if (json_object_set_new(o, "event_body", ev ? ev : json_null()) < 0) {
+		json_decref(o);
+		return -1;
+	}
 	return dump_json(o, out);
 }

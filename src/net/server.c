@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "server_guard.h"
 #include "store.h"
+#include "ui.h"
 #include "util.h"
 
 #define ID_MAX 64
@@ -83,7 +84,9 @@ struct route {
 	const char *allow; /* every method the path takes, for 405 */
 	handler_fn fn;
 	int has_body;
-	int admin; /* needs an admin token; 404 when none is configured */
+	int admin; /* 1: needs an admin token; 404 when none is configured;
+		    * 2: the console, 404 when no admin token is configured
+		    * but open without one (the page asks for the token) */
 };
 
 /* ---- answers ---- */
@@ -455,6 +458,41 @@ static enum MHD_Result h_retry(struct server *srv, struct MHD_Connection *c,
 			  "Retry-After", "5");
 }
 
+/* GET|HEAD /ui/ and /ui/<file>: the embedded console (SPEC section 12). */
+static enum MHD_Result h_ui(struct server *srv, struct MHD_Connection *c,
+			    struct req *r)
+{
+	char path[ID_MAX + 8];
+	snprintf(path, sizeof path, "/ui/%s", r->id);
+	const struct ui_asset *a = ui_find(path);
+	if (!a)
+		return send_error(c, 404, "no such endpoint", NULL, NULL);
+	const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						      "If-None-Match");
+	int fresh = ui_etag_matches(inm, a->etag);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		fresh ? 0 : a->len, fresh ? NULL : (void *)a->data,
+		MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	if (!fresh)
+		MHD_add_response_header(resp, "Content-Type", a->type);
+	MHD_add_response_header(resp, "ETag", a->etag);
+	for (size_t i = 0; i < ui_nheaders; i++)
+		MHD_add_response_header(resp, ui_headers[i].name,
+					ui_headers[i].value);
+	enum MHD_Result ret = MHD_queue_response(c, fresh ? 304 : 200, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* GET|HEAD /ui: to /ui/, so that the page's relative asset paths work. */
+static enum MHD_Result h_ui_redirect(struct server *srv,
+				     struct MHD_Connection *c, struct req *r)
+{
+	return send_error(c, 308, "the console is at /ui/", "Location", "/ui/");
+}
+
 static const struct route routes[] = {
 	{"/v1/events", "POST", "POST", h_events, 1, 0},
 	{"/healthz", "GET", "GET, HEAD", h_healthz, 0, 0},
@@ -466,6 +504,12 @@ static const struct route routes[] = {
 	{"/v1/deliveries", "GET", "GET", h_deliveries, 0, 1},
 	{"/v1/deliveries/*", "GET", "GET", h_delivery, 0, 1},
 	{"/v1/deliveries/*/retry", "POST", "POST", h_retry, 0, 1},
+	{"/ui", "GET", "GET, HEAD", h_ui_redirect, 0, 2},
+	{"/ui", "HEAD", "GET, HEAD", h_ui_redirect, 0, 2},
+	{"/ui/", "GET", "GET, HEAD", h_ui, 0, 2},
+	{"/ui/", "HEAD", "GET, HEAD", h_ui, 0, 2},
+	{"/ui/*", "GET", "GET, HEAD", h_ui, 0, 2},
+	{"/ui/*", "HEAD", "GET, HEAD", h_ui, 0, 2},
 };
 
 /* 1 if path fits pattern; the segment matched by '*' goes into id. */
@@ -502,9 +546,10 @@ static const struct route *find_route(const char *path, const char *method,
 	return NULL;
 }
 
-/* Admin routes: 404 with no admin tokens, 401 without a right one. */
+/* Admin routes: 404 with no admin tokens, 401 without a right one (the
+ * console's files need no token: console is 1 for them). */
 static enum MHD_Result admin_check(struct server *srv, struct MHD_Connection *c,
-				   int *ok)
+				   int console, int *ok)
 {
 	struct config *cfg = config_slot_acquire(srv->slot);
 	enum MHD_Result ret = MHD_YES;
@@ -513,7 +558,8 @@ static enum MHD_Result admin_check(struct server *srv, struct MHD_Connection *c,
 	if (cfg->nadmin_tokens == 0)
 		ret = send_error(c, 404, "no such endpoint (the admin API is off: no server.admin_tokens)",
 				 NULL, NULL);
-	else if (!bearer_ok(c, cfg->admin_tokens, cfg->nadmin_tokens))
+	else if (!console &&
+		 !bearer_ok(c, cfg->admin_tokens, cfg->nadmin_tokens))
 		ret = send_error(c, 401, "missing or wrong admin bearer token",
 				 "WWW-Authenticate", "Bearer");
 	else
@@ -557,7 +603,7 @@ static enum MHD_Result begin(struct server *srv, struct MHD_Connection *c,
 	if (!known)
 		return send_error(c, 404, "no such endpoint", NULL, NULL);
 	if (known->admin) {
-		ret = admin_check(srv, c, &ok);
+		ret = admin_check(srv, c, known->admin == 2, &ok);
 		if (!ok)
 			return ret;
 	}

@@ -180,6 +180,7 @@ void store_get_clear(struct store_delivery_full *f)
 	for (size_t i = 0; i < f->nhistory; i++)
 		free(f->history[i].error);
 	free(f->history);
+	free(f->event_body);
 	memset(f, 0, sizeof *f);
 }
 

@@ -87,7 +87,10 @@ const char *const sqlite_read_sql[R_COUNT_STMTS] = {
     [R_LIST_BOTH] = "SELECT " DELIVERY_COLS " FROM deliveries"
 		    " WHERE state = ?1 AND \"trigger\" = ?2"
 		    " ORDER BY rowid DESC LIMIT ?3",
-    [R_GET] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE id = ?1",
+    /* column 14: the event's body, for the admin console */
+    [R_GET] = "SELECT " DELIVERY_COLS ","
+	      " (SELECT body FROM events WHERE events.id = event_id)"
+	      " FROM deliveries WHERE id = ?1",
     [R_HISTORY] = "SELECT at, status, error, ms FROM attempts"
 		  " WHERE delivery_id = ?1 ORDER BY rowid",
     /* Polls of followed runs: the partial index on poll_at holds only
@@ -418,8 +421,12 @@ int sqlite_read_get(struct store *s, const char *id,
 		goto unlock;
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	step = sqlite3_step(q);
-	if (step == SQLITE_ROW)
+	if (step == SQLITE_ROW) {
+		int oom = 0;
 		got = delivery_row(q, &out->d) == 0;
+		out->event_body = col_text(q, 14, &oom);
+		got = got && !oom;
+	}
 	sqlite_store_done_stmt(q);
 	if (step == SQLITE_DONE)
 		rc = 1;

@@ -194,14 +194,23 @@
   }
 
   // ---- deliveries ----
+  var lastList = null, lastDetail = null;
   function loadDeliveries() {
     var q = [], st = $("f-state").value, tr = $("f-trigger").value;
     if (st) q.push("state=" + encodeURIComponent(st));
     if (tr) q.push("trigger=" + encodeURIComponent(tr));
     q.push("limit=100");
-    return api("GET", "/v1/deliveries?" + q.join("&")).then(function (j) {
+    var query = q.join("&");
+    return api("GET", "/v1/deliveries?" + query).then(function (j) {
       var list = (j && j.deliveries) || [];
       var tb = $("delivery-table").tBodies[0];
+      // Unchanged answers leave the table alone, so keyboard focus stays;
+      // a changed one keeps the focus on the same delivery's link.
+      var snapshot = query + "\n" + JSON.stringify(list);
+      if (snapshot === lastList) return;
+      lastList = snapshot;
+      var focused = document.activeElement && tb.contains(document.activeElement)
+        ? document.activeElement.getAttribute("data-id") : null;
       clear(tb);
       list.forEach(function (d) {
         var row = document.createElement("tr");
@@ -216,9 +225,11 @@
         var a = el("a", "open " + String(d.id).slice(0, 8));
         a.href = "#/deliveries/" + encodeURIComponent(d.id);
         a.className = "open";
+        a.setAttribute("data-id", String(d.id));
         a.setAttribute("aria-label", "open delivery " + d.id + " (" + d.trigger + ", " + d.state + ")");
         td(row, a, "delivery");
         tb.appendChild(row);
+        if (focused !== null && focused === String(d.id)) a.focus();
       });
       $("empty").hidden = list.length > 0;
     });
@@ -230,6 +241,9 @@
     var id = openId;
     return api("GET", "/v1/deliveries/" + encodeURIComponent(id)).then(function (d) {
       if (id !== openId) return;
+      var snapshot = JSON.stringify(d);
+      if (snapshot === lastDetail) return;
+      lastDetail = snapshot;
       renderDetail(d);
     }, function (e) {
       if (e.status === 404) { $("d-error").textContent = "No such delivery."; return; }
@@ -322,6 +336,7 @@
     openId = m ? decodeURIComponent(m[1]) : null;
     $("detail").hidden = !openId;
     if (openId && openId !== was) {
+      lastDetail = null;
       $("retry-msg").textContent = "";
       $("d-id").textContent = openId;
       loadDetail().then(function () { $("detail").focus(); }, showError);
@@ -348,6 +363,8 @@
   }
   function signOut(msg) {
     token = null;
+    lastList = null;
+    lastDetail = null;
     sessionStorage.removeItem(KEY);
     clearTimeout(timer);
     $("app").hidden = true;

@@ -144,7 +144,8 @@
       td(tr, t.delivered || 0);
       td(tr, t.failed || 0);
       td(tr, t.cancelled || 0);
-      td(tr, Object.keys(t.runs).sort().map(function (s) { return s + " " + t.runs[s]; }).join(", ") || "—");
+      td(tr, Object.keys(t.runs).sort().filter(function (s) { return t.runs[s] > 0; })
+        .map(function (s) { return s + " " + t.runs[s]; }).join(", ") || "—");
       tb.appendChild(tr);
     });
   }
@@ -159,11 +160,11 @@
       list.forEach(function (t) {
         var tr = document.createElement("tr");
         tr.setAttribute("data-trigger", String(t.name));
-        td(tr, t.name);
-        td(tr, t.active === false ? "no" : "yes");
-        td(tr, (t.method || "") + " " + (t.url || ""));
-        td(tr, Array.isArray(t.jobs) ? t.jobs.join(", ") : "—");
-        td(tr, fanIn(t.waiting)).className = "fanin";
+        td(tr, t.name, "name");
+        td(tr, t.active === false ? "no" : "yes", "active");
+        td(tr, (t.method || "") + " " + (t.url || ""), "request");
+        td(tr, Array.isArray(t.jobs) ? t.jobs.join(", ") : (Array.isArray(t.after) ? "after " + t.after.join(", ") : "—"), "jobs");
+        td(tr, fanIn(t.waiting), "fan-in").className = "fanin";
         tb.appendChild(tr);
       });
       var names = list.map(function (t) { return String(t.name); });
@@ -222,7 +223,7 @@
         td(row, d.attempts, "attempts");
         td(row, d.last_status, "last status");
         td(row, d.run ? badge(d.run.status) : "—", "dbt run");
-        var a = el("a", "open " + String(d.id).slice(0, 8));
+        var a = el("a", d.id);
         a.href = "#/deliveries/" + encodeURIComponent(d.id);
         a.className = "open";
         a.setAttribute("data-id", String(d.id));

@@ -25,7 +25,9 @@ import standin  # noqa: E402
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.common.exceptions import (NoAlertPresentException,
+                                        NoSuchElementException,
+                                        StaleElementReferenceException)
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -103,6 +105,12 @@ class ConsoleTest(DaemonTest):
             return pred(box["j"])
         wait_until(ok, WAIT, what)
         return box["j"]
+
+    def waiter(self, drv):
+        # the page re-renders a table when its data changes: an element
+        # found just before may be replaced, so such a read is tried again
+        return WebDriverWait(drv, WAIT, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException))
 
     def open_browser(self, **kw):
         drv = browser(**kw)
@@ -205,7 +213,7 @@ class ConsoleTest(DaemonTest):
                            "the hook delivery failed")
 
         drv = self.open_browser()
-        wait = WebDriverWait(drv, WAIT)
+        wait = self.waiter(drv)
 
         # a wrong token shows an error, and the app stays hidden
         self.login(drv, wait, d.port, "not-the-token-at-all")
@@ -220,13 +228,11 @@ class ConsoleTest(DaemonTest):
         row = "#delivery-table tr[data-id='%s']"
         wait.until(lambda x: x.find_elements(By.CSS_SELECTOR, row % dbt_id)
                    and x.find_elements(By.CSS_SELECTOR, row % hook_id))
-        rows = drv.find_elements(By.CSS_SELECTOR, "#delivery-table tbody tr")
-        self.assertEqual([e.get_attribute("data-id") for e in rows][:2],
-                         [hook_id, dbt_id], "newest first")
-        self.assertEqual(drv.find_element(By.CSS_SELECTOR, row % dbt_id)
-                         .get_attribute("data-state"), "delivered")
-        self.assertEqual(drv.find_element(By.CSS_SELECTOR, row % hook_id)
-                         .get_attribute("data-state"), "failed")
+        ids_states = ("return Array.from(document.querySelectorAll("
+                      "'#delivery-table tbody tr')).map(function (r) {"
+                      " return [r.getAttribute('data-id'), r.getAttribute('data-state')]; })")
+        wait.until(lambda x: x.execute_script(ids_states)[:2] ==
+                   [[hook_id, "failed"], [dbt_id, "delivered"]])  # newest first
         self.assertEqual(sessionStorage(drv), ADMIN)
         trig = [e.get_attribute("data-trigger") for e in
                 drv.find_elements(By.CSS_SELECTOR, "#trigger-table tbody tr")]
@@ -234,9 +240,11 @@ class ConsoleTest(DaemonTest):
         wait.until(lambda x: x.find_element(By.CSS_SELECTOR, "#g-events-accepted dd").text == "2")
         self.assertEqual(drv.find_element(By.CSS_SELECTOR, "#g-pending dd").text, "0")
         # local time shown, UTC on hover
-        t = drv.find_element(By.CSS_SELECTOR, (row % dbt_id) + " time")
-        self.assertRegex(t.get_attribute("title"), r"^\d{4}-\d\d-\d\dT.*Z \(UTC\)$")
-        self.assertTrue(t.text)
+        title, shown = drv.execute_script(
+            "var t = document.querySelector(arguments[0]); return [t.title, t.textContent];",
+            (row % dbt_id) + " time")
+        self.assertRegex(title, r"^\d{4}-\d\d-\d\dT.*Z \(UTC\)$")
+        self.assertTrue(shown)
         self.shot(drv, "02-main")
 
         # the state filter
@@ -303,6 +311,7 @@ class ConsoleTest(DaemonTest):
             "return document.documentElement.scrollWidth <= window.innerWidth"))
         self.assertTrue(drv.find_element(By.CSS_SELECTOR, "a.open[data-id='%s']" % hook_id)
                         .is_displayed())
+        drv.execute_script("document.getElementById('deliveries').scrollIntoView()")
         self.shot(drv, "06-phone-375px")
 
         # no CSP violation, no script error, no missing file in the log
@@ -328,7 +337,7 @@ class ConsoleTest(DaemonTest):
         trig = self.admin(d, "/v1/triggers")["triggers"][0]
         self.assertEqual(trig["waiting"], {"done": [JOB_DBT], "missing": [JOB_HOOK]})
         drv = self.open_browser()
-        wait = WebDriverWait(drv, WAIT)
+        wait = self.waiter(drv)
         self.login(drv, wait, d.port, ADMIN)
         cell = wait.until(lambda x: x.find_elements(
             By.CSS_SELECTOR, "#trigger-table tr[data-trigger='dbt-fanin'] td.fanin progress"))[0]

@@ -5,9 +5,10 @@ set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config python3 ca-certificates
       libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-      libsqlite3-dev libsystemd-dev
-      chromium chromium-driver python3-selenium)  # tests/browser (the web console)
-pkgs+=("$@")
+      libsqlite3-dev libsystemd-dev)
+# The web console's browser test (tests/browser/), not needed to build.
+test_pkgs=(chromium chromium-driver python3-selenium)
+pkgs+=("${test_pkgs[@]}" "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -34,7 +34,10 @@ class AdminTest(harness.DaemonTest):
         return self.start_daemon(cfg, env=SECRET_ENV, token=INBOUND_TOKEN)
 
     def assertDeliveryShape(self, o, with_history=False):
-        keys = DELIVERY_KEYS | ({"history"} if with_history else set())
+        # one delivery also carries the event it was made from (README:
+        # an addition for the web console)
+        keys = DELIVERY_KEYS | ({"history", "event_body"} if with_history
+                                else set())
         self.assertEqual(set(o), keys, "delivery object keys: %r" % o)
         for k in ("id", "event", "trigger", "state", "created_at"):
             self.assertIsInstance(o[k], str, "%s in %r" % (k, o))

@@ -732,7 +732,8 @@ static void test_attempts(void)
 	CHECK(json_is_null(json_object_get(j, "next_attempt_at")));
 	CHECK(jget(j, "created_at") && strlen(jget(j, "created_at")) == 24 &&
 	      jget(j, "created_at")[23] == 'Z');
-	CHECK_INT(json_object_size(j), 11);
+	CHECK_INT(json_object_size(j), 12);
+	CHECK(json_is_object(json_object_get(j, "event_body")));
 	h = json_object_get(j, "history");
 	CHECK_INT(json_array_size(h), 2);
 	CHECK_INT(

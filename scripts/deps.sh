@@ -5,7 +5,8 @@ set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config python3 ca-certificates
       libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-      libsqlite3-dev libsystemd-dev)
+      libsqlite3-dev libsystemd-dev libpq-dev
+      postgresql)  # the server: the tests start a throw-away cluster
 pkgs+=("$@")
 
 missing=()

@@ -259,9 +259,10 @@ void pg_conn_check(struct pg_conn *pc)
 
 /* ---- the schema ---- */
 
+/* Runs sql, which may hold several statements (a migration). */
 static int exec_simple(PGconn *c, const char *sql, char *err, size_t errlen)
 {
-	PGresult *r = pg_exec(c, sql, NULL);
+	PGresult *r = PQexec(c, sql);
 	int ok = pg_ok(r);
 
 	if (!ok) {

@@ -51,6 +51,7 @@ class Sender:
         self.failed = []    # (status or exception, instance index)
         self.refused = 0
         self.dups = []
+        self.r503 = []  # (instance, Retry-After) of every 503 answered
         self.next = 0
         self.stop_flag = threading.Event()
         self.backlog = backlog
@@ -72,7 +73,10 @@ class Sender:
         return {i for _, ids in self.accepted for i in ids}
 
     def post(self, ev):
-        for _ in range(len(self.daemons) * 20):
+        """Like a load balancer: a refused connection or a 503 (nothing
+        was stored) goes to the next instance. The last answer, or None."""
+        last = None
+        for _ in range(len(self.daemons) * 10):
             with self.lock:
                 i = self.next % len(self.daemons)
                 self.next += 1
@@ -86,10 +90,16 @@ class Sender:
                 with self.lock:
                     self.refused += 1
                 if self.stop_flag.wait(0.01):
-                    return None
+                    return last
                 continue
-            return i, r
-        return None
+            last = i, r
+            if r.status != 503:
+                return last
+            with self.lock:
+                self.r503.append((i, r.header("Retry-After")))
+            if self.stop_flag.wait(0.01):
+                return last
+        return last
 
     def loop(self):
         n = 0
@@ -308,7 +318,7 @@ class OutageTest(MultiTest):
             wait_until(lambda: len(sender.accepted) >= 100, 60 * SLOW, "load")
             self.cluster.stop()
             n_down = len(sender.accepted)
-            wait_until(lambda: len(sender.failed) >= 20, 30 * SLOW,
+            wait_until(lambda: len(sender.r503) >= 20, 30 * SLOW,
                        "503s while the database is down")
             for d in ds:
                 self.assertEqual(
@@ -323,6 +333,7 @@ class OutageTest(MultiTest):
             sender.stop()
         self.assertTrue(all(s == 503 and ra for s, _, ra in sender.failed),
                         sender.failed[:5])
+        self.assertTrue(all(ra for _, ra in sender.r503))
         self.assert_all_delivered(sender, TIMEOUT_S + 20)
         for d in ds:
             self.assertTrue(d.running())

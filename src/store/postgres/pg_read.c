@@ -90,7 +90,7 @@ static int due_fill(const PGresult *r, int i, struct store_due *d)
 		store_due_clear(d);
 		return -1;
 	}
-	if (len)
+	if (len && body)
 		memcpy(d->body, body, len);
 	PQfreemem(body);
 	d->body[len] = '\0';

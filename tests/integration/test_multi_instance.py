@@ -170,7 +170,7 @@ class MultiTest(DaemonTest):
                 dup.add(k)
             else:
                 seen.add(k)
-                first[k] = r.t
+                first[k] = r
         return dup, first
 
     # ---- dedup and the admin API across instances ----
@@ -260,8 +260,11 @@ class MultiTest(DaemonTest):
         # a duplicate is a delivery that was on the wire (or its outcome
         # not yet committed) when an instance died
         for key in dup:
+            f = first[key]
+            # or its first attempt timed out (a loaded machine): a retry
+            timed_out = f.t_answer is None or f.t_answer - f.t >= TIMEOUT_S - 0.2
             self.assertTrue(
-                any(t - TIMEOUT_S - 1 <= first[key] <= t for t in kills),
+                timed_out or any(t - TIMEOUT_S - 3 <= f.t <= t for t in kills),
                 "delivery %s sent twice but not in flight at a kill" % key)
         sys_note("kill test: %d accepted, %d kills, %d duplicates, "
                  "%d refused connections" % (len(sender.accepted), len(kills),

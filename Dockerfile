@@ -14,7 +14,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       gcc make cmake pkg-config python3 ca-certificates \
       libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev \
-      libsqlite3-dev libsystemd-dev \
+      libsqlite3-dev libsystemd-dev libpq-dev \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -33,7 +33,7 @@ FROM debian:bookworm-slim
 # USER is numeric so that Kubernetes' runAsNonRoot can check it.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libcurl4 libjansson4 libyaml-0-2 libsqlite3-0 \
+      libmicrohttpd12 libcurl4 libjansson4 libyaml-0-2 libsqlite3-0 libpq5 \
       libsystemd0 ca-certificates \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt \

@@ -89,7 +89,7 @@ def rss_kib(pid, field="VmRSS"):
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer bench-token"
+wrk.headers["Authorization"] = "Bearer bench-token-5d0c9a7e31f4"
 local mode = "%s"
 local n = 0
 local seed = math.random(1, 1000000000)
@@ -153,7 +153,7 @@ triggers:
 
 
 def start_triggerd(port, sink_port, **kw):
-    env = dict(os.environ, BENCH_INBOUND="bench-token", BENCH_DBT="dbt-token")
+    env = dict(os.environ, BENCH_INBOUND="bench-token-5d0c9a7e31f4", BENCH_DBT="dbt-token")
     p = start([os.path.join(BUILD, "triggerd"), "-c",
                triggerd_config(port, sink_port, **kw), "--log-level", "error"],
               env=env)
@@ -224,7 +224,7 @@ def bench_accepts(rows):
     return idle, peak[0]
 
 
-def post(port, body, token="bench-token"):
+def post(port, body, token="bench-token-5d0c9a7e31f4"):
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/v1/events", data=body.encode(), method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})

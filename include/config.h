@@ -98,6 +98,9 @@ struct config {
 
 	/* store */
 	char *store_path;
+	char *store_url;       /* PostgreSQL, secrets resolved; NULL: SQLite at
+				* store_path. Never logged or shown. */
+	char *store_url_shown; /* the same with secrets as <secret:NAME> */
 
 	/* dispatch */
 	int workers;

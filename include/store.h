@@ -2,8 +2,9 @@
  * store — the durable store's contract: events, deliveries, attempts and
  * dedup keys, whatever database keeps them.
  *
- * DESIGN: this header is the interface every backend fulfils (today
- * SQLite, src/store/sqlite/); nothing above the store knows which database
+ * DESIGN: this header is the interface every backend fulfils (SQLite,
+ * src/store/sqlite/, for one instance; PostgreSQL, src/store/postgres/,
+ * for several instances on one database); nothing above the store knows which database
  * is underneath, and nothing here is database-shaped. store_open() picks
  * the backend; every other call goes through the backend's table of
  * operations (src/store/store_backend.h). The store hands out rows
@@ -67,6 +68,17 @@ struct store;
  * with a message for people in err.
  */
 struct store *store_open(const char *location, char *err, size_t errlen);
+
+/*
+ * Opens the PostgreSQL store that url names (a libpq URI or key=value
+ * conninfo, secrets resolved): connects, creates or migrates the schema
+ * under an advisory lock (safe when several instances start at once) and
+ * starts the backend's threads. Later outages make calls fail (-1) until
+ * the database is back; the store reconnects by itself. NULL on failure
+ * (the database must answer at open), with a message in err that never
+ * contains the url.
+ */
+struct store *store_open_url(const char *url, char *err, size_t errlen);
 
 /* Finishes queued changes, stops the backend's threads, closes. NULL is a
  * no-op. */

@@ -5,9 +5,10 @@ set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config python3 ca-certificates
       libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-      libsqlite3-dev libsystemd-dev)
-# The web console's browser test (tests/browser/), not needed to build.
-test_pkgs=(chromium chromium-driver python3-selenium)
+      libsqlite3-dev libsystemd-dev libpq-dev)
+# Only the tests need these, not the build: a PostgreSQL server (the tests
+# start a throw-away cluster) and the web console's browser test.
+test_pkgs=(postgresql chromium chromium-driver python3-selenium)
 pkgs+=("${test_pkgs[@]}" "$@")
 
 missing=()

@@ -56,6 +56,8 @@ def module(path):
         return parts[0]
     if parts[:2] == ["store", "sqlite"]:
         return "store/sqlite"
+    if parts[:2] == ["store", "postgres"]:
+        return "store/postgres"
     if parts[0] == "store":
         return "store"
     return stem

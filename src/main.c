@@ -195,7 +195,11 @@ static int run_check(const struct config *cfg)
 		active += cfg->triggers[i].active != 0;
 	printf("%s: configuration is valid\n", cfg->path);
 	printf("listen: %s:%d\n", cfg->listen_host, cfg->listen_port);
-	printf("store: %s\n", cfg->store_path);
+	if (cfg->store_url)
+		printf("store: postgresql %s (not connected by --check)\n",
+		       cfg->store_url_shown);
+	else
+		printf("store: %s\n", cfg->store_path);
 	printf("auth: %zu inbound token%s, %zu admin token%s\n",
 	       cfg->nauth_tokens, cfg->nauth_tokens == 1 ? "" : "s",
 	       cfg->nadmin_tokens, cfg->nadmin_tokens == 1 ? "" : "s");
@@ -339,10 +343,13 @@ static int run_daemon(struct config *cfg, const char *path)
 		config_release(cfg);
 		return EXIT_RUNTIME;
 	}
-	struct store *st = store_open(cfg->store_path, err, sizeof err);
+	struct store *st = cfg->store_url
+				? store_open_url(cfg->store_url, err, sizeof err)
+				: store_open(cfg->store_path, err, sizeof err);
 	if (!st) {
 		log_kv(LOG_ERROR, "cannot open the store", "path",
-		       cfg->store_path, "error", err, LOG_END);
+		       cfg->store_url ? cfg->store_url_shown : cfg->store_path,
+		       "error", err, LOG_END);
 		config_release(cfg);
 		goto out_curl;
 	}

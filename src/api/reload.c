@@ -67,9 +67,11 @@ void reload_apply(const struct ingest *in, const char *path,
 	}
 	struct config *old = config_slot_acquire(in->slot);
 	if (strcmp(old->store_path, cfg->store_path) != 0 ||
+	    (old->store_url == NULL) != (cfg->store_url == NULL) ||
+	    (old->store_url && strcmp(old->store_url, cfg->store_url) != 0) ||
 	    strcmp(old->listen_host, cfg->listen_host) != 0 ||
 	    old->listen_port != cfg->listen_port || old->workers != cfg->workers)
-		log_kv(LOG_WARN, "server.listen, store.path and dispatch.workers change only at restart",
+		log_kv(LOG_WARN, "server.listen, store.path, store.url and dispatch.workers change only at restart",
 		       LOG_END);
 	config_release(old);
 

@@ -35,7 +35,7 @@ static const char *const top_keys[] = {"server",  "store",     "dispatch",
 static const char *const server_keys[] = {"listen", "max_body", "auth",
 					  "admin_tokens"};
 static const char *const auth_keys[] = {"tokens"};
-static const char *const store_keys[] = {"path"};
+static const char *const store_keys[] = {"path", "url"};
 static const char *const dispatch_keys[] = {
     "workers", "timeout", "connect_timeout", "max_in_flight_per_trigger",
     "retry"};
@@ -294,13 +294,75 @@ static void load_server(struct config_ld *ld, const struct cy_node *root)
 	}
 }
 
+/* Renders a template at load time with secrets shown as <secret:NAME>. */
+static char *render_masked(struct config_ld *ld, const struct tmpl *t)
+{
+	struct tmpl_env env;
+	struct buf b;
+
+	buf_init(&b, CONFIG_RENDER_MAX);
+	config_env(ld->cfg, NULL, 1, &env);
+	if (tmpl_render(t, &env, TMPL_ENC_RAW, &b, NULL) < 0) {
+		buf_free(&b);
+		return NULL;
+	}
+	char *s = buf_steal(&b);
+	if (!s)
+		ld->oom = 1;
+	return s;
+}
+
+/* store.url (SPEC section 11): a libpq URI or conninfo in which
+ * ${{secrets.NAME}} may give the password. Nothing connects here. */
+static void load_store_url(struct config_ld *ld, const struct cy_node *n)
+{
+	const char *s = config_string(ld, n, "store.url");
+	struct tmpl *t;
+
+	if (!s)
+		return;
+	if (!*s) {
+		config_err(ld, n, "store.url must not be empty");
+		return;
+	}
+	t = config_compile(ld, n, CONFIG_NS_VARIABLES | CONFIG_NS_SECRETS,
+			   "store.url");
+	if (!t)
+		return;
+	char *url = render_now(ld, t), *shown = render_masked(ld, t);
+	tmpl_free(t);
+	if (!url || !shown) {
+		free(url);
+		free(shown);
+		if (!ld->oom)
+			config_err(ld, n, "store.url is too long");
+		return;
+	}
+	free(ld->cfg->store_url);
+	free(ld->cfg->store_url_shown);
+	ld->cfg->store_url = url;
+	ld->cfg->store_url_shown = shown;
+}
+
 static void load_store(struct config_ld *ld, const struct cy_node *root)
 {
 	const struct cy_node *st =
 	    section(ld, root, "store", store_keys, NKEYS(store_keys), "store");
 	const struct cy_node *n = config_yaml_get(st, "path");
+	const struct cy_node *u = config_yaml_get(st, "url");
 	const char *s;
 
+	if (n && u) {
+		config_err(ld, u,
+			   "store.url and store.path exclude each other: "
+			   "url for PostgreSQL (several instances), path for "
+			   "SQLite (one)");
+		return;
+	}
+	if (u) {
+		load_store_url(ld, u);
+		return;
+	}
 	if (!n || !(s = config_string(ld, n, "store.path")))
 		return;
 	if (!*s) {
@@ -575,6 +637,10 @@ static void config_free(struct config *cfg)
 	free_tokens(cfg->auth_tokens, cfg->nauth_tokens);
 	free_tokens(cfg->admin_tokens, cfg->nadmin_tokens);
 	free(cfg->store_path);
+	if (cfg->store_url)
+		memset(cfg->store_url, 0, strlen(cfg->store_url));
+	free(cfg->store_url);
+	free(cfg->store_url_shown);
 	tmpl_free(cfg->dedup_key);
 	for (size_t i = 0; i < cfg->nvars; i++) {
 		free(cfg->var_names[i]);

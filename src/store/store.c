@@ -40,6 +40,11 @@ struct store *store_open(const char *location, char *err, size_t errlen)
 	return sqlite_store_open(location, err, errlen);
 }
 
+struct store *store_open_url(const char *url, char *err, size_t errlen)
+{
+	return pg_store_open(url, err, errlen);
+}
+
 void store_close(struct store *st)
 {
 	if (st)

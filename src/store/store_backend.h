@@ -13,7 +13,7 @@
 #include "store.h"
 
 struct store_ops {
-	const char *name; /* "sqlite", for messages */
+	const char *name; /* "sqlite", "postgresql", for messages */
 	void (*close)(struct store *st);
 	int (*writable)(struct store *st);
 	int (*accept)(struct store *st, const struct store_event_in *in,
@@ -53,5 +53,9 @@ struct store {
 
 /* The SQLite backend (src/store/sqlite/): path is the database file. */
 struct store *sqlite_store_open(const char *path, char *err, size_t errlen);
+
+/* The PostgreSQL backend (src/store/postgres/): url is a libpq URI or
+ * key=value conninfo, secrets resolved (never logged). */
+struct store *pg_store_open(const char *url, char *err, size_t errlen);
 
 #endif

@@ -34,6 +34,13 @@ import standin  # noqa: E402  (after the path is set)
 SOURCE_DIR = os.environ.get("TRIGGERD_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(HERE))
 
+# TRIGGERD_IT_STORE=postgres runs the same tests on the PostgreSQL store:
+# every config written with make_config() (store: {"path": "@STORE@"})
+# gets store: {url: ...} instead, one fresh database per Daemon, in one
+# throw-away cluster per test process (pgcluster.py).
+STORE_BACKEND = os.environ.get("TRIGGERD_IT_STORE", "sqlite")
+SQLITE_STORE = '{"path": "@STORE@"}'
+
 # Slow builds (sanitizers) need more time; every bound scales with this.
 SLOW = float(os.environ.get("TRIGGERD_IT_SLOW", "1"))
 
@@ -174,6 +181,12 @@ class Daemon:
         self.port = port or free_port()
         self.listen = "127.0.0.1:%d" % self.port
         self.store = os.path.join(self.tmp, "triggerd.db")
+        self.pg_url = None
+        if STORE_BACKEND == "postgres":
+            import pgcluster
+            cluster = pgcluster.shared()
+            self.pg_db = cluster.createdb()
+            self.pg_url = cluster.url(self.pg_db)
         self.cfg_path = os.path.join(self.tmp, "triggerd.yaml")
         self.log_path = os.path.join(self.tmp, "triggerd.log")
         self.env = base_env()
@@ -194,6 +207,8 @@ class Daemon:
         return text
 
     def write_config(self, text):
+        if self.pg_url:
+            text = text.replace(SQLITE_STORE, json.dumps({"url": self.pg_url}))
         self.config_text = self.subst(text)
         with open(self.cfg_path, "w") as f:
             f.write(self.config_text)

@@ -37,7 +37,7 @@ int main(int argc, char **argv)
 
 	if (!f)
 		return 1;
-	fprintf(f, "server: {listen: \"127.0.0.1:18080\", auth: {tokens: [t]}}\n"
+	fprintf(f, "server: {listen: \"127.0.0.1:18080\", auth: {tokens: [bench-config-token-0c1d]}}\n"
 		   "variables: {account: \"1\"}\ntriggers:\n");
 	for (int i = 0; i < ntriggers; i++) {
 		job_id(i, job, sizeof job);

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 #define EXIT_RUNTIME 3
 #define DRY_RUN_MAX_EVENT (16 * 1024 * 1024)
 #define STOP_GRACE_MS 10000
+#define TRIM_THRESHOLD (32 * 1024 * 1024) /* bytes of free heap kept */
 
 static const char usage_text[] =
 	"usage: triggerd [-c FILE] [--log-level LEVEL]\n"
@@ -325,6 +327,12 @@ static void wake_dispatch(void *d)
 /* Runs the daemon until SIGTERM or SIGINT. */
 static int run_daemon(struct config *cfg, const char *path)
 {
+	/* SQLite's read connections empty their page caches whenever the
+	 * writer has committed, freeing hundreds of KiB many times a second;
+	 * glibc would give each freed top of a heap back to the kernel with
+	 * madvise, a TLB shootdown across every core each time (a seventh of
+	 * the accept path's time in the profile). Keep that much instead. */
+	mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
 	struct config_slot slot;
 	struct ingest in;
 	char err[512];

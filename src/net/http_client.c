@@ -45,8 +45,8 @@ struct xfer {
 	struct buf body;      /* first body_max bytes */
 	char retry_after[64]; /* raw value of the final response's header */
 	const int *cancel;
-	const char *up; /* the request body, handed out by on_read */
-	size_t up_len, up_off;
+	int requests;       /* requests libcurl was about to send */
+	int resend_refused; /* it wanted to send this one a second time */
 };
 
 int http_client_global_init(void)
@@ -91,29 +91,24 @@ void http_response_clear(struct http_response *resp)
 	resp->retry_after_ms = -1;
 }
 
-/* Hands libcurl the request body. */
-static size_t on_read(char *p, size_t size, size_t n, void *arg)
+/*
+ * Lets only one request go out per attempt. When a kept-alive connection
+ * turns out to be dead, libcurl would send the request again on a new one
+ * within the same transfer: a request nobody counts, past max_attempts,
+ * and a duplicate if the first one did arrive. libcurl asks here before
+ * every request it sends (redirects are off), so a second ask is that
+ * resend: refused, the attempt fails and the dispatcher retries it after
+ * a backoff.
+ */
+static int on_prereq(void *arg, char *primary_ip, char *local_ip,
+		     int primary_port, int local_port)
 {
 	struct xfer *x = arg;
-	size_t len = x->up_len - x->up_off;
 
-	if (len > size * n)
-		len = size * n;
-	if (len)
-		memcpy(p, x->up + x->up_off, len);
-	x->up_off += len;
-	return len;
-}
-
-/*
- * Refuses to rewind the body. When a kept-alive connection turns out to be
- * dead, libcurl would otherwise send the request again on a new one within
- * the same attempt: a request nobody counts, past max_attempts. Refused,
- * the attempt fails and the dispatcher retries it after a backoff.
- */
-static int on_seek(void *arg, curl_off_t offset, int origin)
-{
-	return CURL_SEEKFUNC_CANTSEEK;
+	if (x->requests++ == 0)
+		return CURL_PREREQFUNC_OK;
+	x->resend_refused = 1;
+	return CURL_PREREQFUNC_ABORT;
 }
 
 /* Keeps the first bytes of the body; the rest is read and dropped, so the
@@ -267,21 +262,19 @@ static int set_options(struct http_client *c, const struct http_request *req,
 	SET(CURLOPT_NOPROGRESS, 0L);
 	SET(CURLOPT_XFERINFOFUNCTION, on_progress);
 	SET(CURLOPT_XFERINFODATA, x);
+	SET(CURLOPT_PREREQFUNCTION, on_prereq);
+	SET(CURLOPT_PREREQDATA, x);
 	/* Event data is percent-encoded, but "." and ".." segments would
 	 * still be folded away by libcurl: send the path as rendered. */
 	SET(CURLOPT_PATH_AS_IS, 1L);
 	if (req->body || method_has_body(req->method)) {
-		x->up = req->body ? req->body : "";
-		x->up_len = req->body ? req->body_len : 0;
-		x->up_off = 0;
-		SET(CURLOPT_POST, 1L);
-		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->up_len);
-		SET(CURLOPT_READFUNCTION, on_read);
-		SET(CURLOPT_READDATA, x);
-		SET(CURLOPT_SEEKFUNCTION, on_seek);
-		SET(CURLOPT_SEEKDATA, x);
+		/* given whole, a small body goes out with the headers in one
+		 * segment; on_prereq keeps libcurl from sending it twice */
+		SET(CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)(req->body ? req->body_len : 0));
+		SET(CURLOPT_POSTFIELDS, req->body ? req->body : "");
 	}
-	/* After CURLOPT_POST, which would otherwise make the method POST. */
+	/* After CURLOPT_POSTFIELDS, which would otherwise make it a POST. */
 	SET(CURLOPT_CUSTOMREQUEST, req->method);
 #undef SET
 	return e == CURLE_OK ? 0 : -1;
@@ -428,11 +421,6 @@ static void describe_error(struct http_client *c,
 			say(out, outlen, "connection to %s broken: %s", host,
 			    curl_detail(c, e));
 		break;
-	case CURLE_SEND_FAIL_REWIND:
-		say(out, outlen,
-		    "connection to %s closed before the request was answered",
-		    host);
-		break;
 	case CURLE_GOT_NOTHING:
 		say(out, outlen, "connection closed by %s without a response",
 		    host);
@@ -473,6 +461,7 @@ int http_client_send(struct http_client *c, const struct http_request *req,
 {
 	struct xfer x = {.cancel = req->cancel};
 	struct curl_slist *hdrs = NULL;
+	char host[300];
 	int64_t t0 = util_mono_ms();
 	CURLcode e;
 	long status = 0;
@@ -490,6 +479,13 @@ int http_client_send(struct http_client *c, const struct http_request *req,
 		goto out;
 	}
 	e = curl_easy_perform(c->curl);
+	if (e != CURLE_OK && x.resend_refused) {
+		url_host(req->url, 0, host, sizeof host);
+		say(resp->error, sizeof resp->error,
+		    "connection to %s closed before the request was answered",
+		    host);
+		goto out;
+	}
 	if (e != CURLE_OK) {
 		describe_error(c, req, e, resp->error, sizeof resp->error);
 		/* the request certainly never left: no name, no connection,

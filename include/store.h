@@ -89,6 +89,44 @@ int store_writable(struct store *st);
 
 /* ---- accepting events (HTTP threads) ---- */
 
+/*
+ * How one matched trigger turns events into deliveries (SPEC section 9).
+ * All zero: one delivery for this event. A delivery made of several
+ * events is *batched*: it keeps its batch's ids in arrival order, and its
+ * event (the one the request is rendered from) is the batch's latest.
+ */
+struct store_batching {
+	/* Fan-in: jobs non-NULL. The event's job (store_event_in.job_id)
+	 * counts toward the set; once every one of jobs (distinct, lower
+	 * case) has an event accepted less than within_ms ago (0: no
+	 * limit), a delivery is made of those events and the set starts
+	 * over. A job's later event replaces its earlier one. */
+	const char *const *jobs;
+	size_t njobs;
+	int64_t within_ms;
+	/* Coalescing: coalesce_ms > 0. The event joins the trigger's open
+	 * batch or opens one: a delivery due coalesce_ms later. A batch
+	 * stays open until STORE_COALESCE_CLOSE before it is due (so no
+	 * event joins a delivery being sent) and only while the delivery has
+	 * had no attempt. */
+	int64_t coalesce_ms;
+};
+
+/* How long before its due time a coalescing batch stops taking events:
+ * min(200 ms, a tenth of the window). */
+int64_t store_coalesce_close_ms(int64_t coalesce_ms);
+
+enum store_outcome {
+	STORE_NEW,	 /* a delivery was made (delivery_ids[i]) */
+	STORE_JOINED,	 /* the event joined delivery_ids[i]'s open batch */
+	STORE_WAITING,	 /* the event counted toward a fan-in: no delivery */
+};
+
+struct store_result {
+	enum store_outcome outcome;
+	int done, of; /* STORE_WAITING: jobs with an event, jobs in all */
+};
+
 struct store_event_in {
 	const char *body; /* the request body as received */
 	size_t body_len;
@@ -96,21 +134,29 @@ struct store_event_in {
 	int64_t dedup_window_ms;
 	const char *const *triggers; /* one delivery per name */
 	size_t ntriggers;
+	/* NULL: every trigger ordinary; else ntriggers long */
+	const struct store_batching *batching;
+	const char *job_id; /* the event's job_id, lower case (fan-in) */
 };
 
 struct store_event_out {
 	char event_id[UTIL_ID_LEN];
 	int duplicate; /* 1: dedup_key was seen; event_id is the first event's */
-	char (*delivery_ids)[UTIL_ID_LEN]; /* caller's array, ntriggers long */
+	char (*delivery_ids)[UTIL_ID_LEN]; /* caller's array, ntriggers long;
+					      "" for STORE_WAITING */
+	struct store_result *results; /* caller's, ntriggers long; may be
+					 NULL when in->batching is */
 };
 
 /*
- * Commits the event and one pending delivery per trigger, durably, unless
- * its dedup key was accepted within the window (then out->duplicate = 1,
- * out->event_id is the first event's, and nothing is written). The dedup
- * check and the write are one atomic step. Blocks until durable. Returns
- * 0, or -1 if the store cannot commit (disk full, I/O error, closing):
- * nothing of this event is then stored.
+ * Commits the event and, per trigger, a pending delivery (or, as
+ * in->batching says, its fan-in progress or its place in a batch),
+ * durably, unless its dedup key was accepted within the window (then
+ * out->duplicate = 1, out->event_id is the first event's, and nothing is
+ * written). The dedup check and the writes are one atomic step, also
+ * against other processes sharing the store. Blocks until durable.
+ * Returns 0, or -1 if the store cannot commit (disk full, I/O error,
+ * closing): nothing of this event is then stored.
  */
 int store_accept(struct store *st, const struct store_event_in *in,
 		 struct store_event_out *out);
@@ -138,6 +184,11 @@ struct store_due {
 	int poll;
 	int64_t run_id;
 	int64_t run_started_at_ms;
+	/* a batched delivery (store_claim_due): every event of the batch in
+	 * arrival order, body last among them; NULL / 0 otherwise */
+	char **batch_bodies;
+	size_t *batch_lens;
+	size_t nbatch;
 };
 
 struct store_claim {
@@ -241,6 +292,23 @@ int store_cancel_inactive(struct store *st, const char *const *active,
 /* Number of pending deliveries, or -1. */
 int64_t store_count_pending(struct store *st);
 
+/*
+ * Reload: drops the fan-in progress of every (trigger, job) pair not
+ * given (triggers[i], jobs[i]: the fan-in triggers of the new config and
+ * their jobs). Blocks until committed. 0, or -1.
+ */
+int store_fanin_keep(struct store *st, const char *const *triggers,
+		     const char *const *jobs, size_t n);
+
+/*
+ * Fan-in progress of trigger: done[i] = 1 if jobs[i] has an event that
+ * counts (accepted after now_ms - within_ms, or at any time when
+ * within_ms is 0), else 0. 0, or -1.
+ */
+int store_fanin_progress(struct store *st, const char *trigger,
+			 const char *const *jobs, size_t njobs,
+			 int64_t within_ms, int64_t now_ms, int *done);
+
 /* ---- admin (HTTP threads) ---- */
 
 /* A delivery as the admin API shows it. Absent values: -1 / NULL. */
@@ -259,6 +327,9 @@ struct store_delivery {
 	char *run_status;
 	char *run_finished_at;
 	char *run_message;
+	int batched;                  /* made of a batch (SPEC section 9) */
+	char (*events)[UTIL_ID_LEN]; /* batched: its events' ids, arrival */
+	size_t nevents;               /* order; else NULL / 0 (event_id) */
 };
 
 /* One attempt of a delivery's history. */

@@ -56,11 +56,20 @@ int store_writable(struct store *st)
 	return st->ops->writable(st);
 }
 
+int64_t store_coalesce_close_ms(int64_t coalesce_ms)
+{
+	return coalesce_ms / 10 < 200 ? coalesce_ms / 10 : 200;
+}
+
 int store_accept(struct store *st, const struct store_event_in *in,
 		 struct store_event_out *out)
 {
 	if (in->ntriggers > 0 && (!in->triggers || !out->delivery_ids))
 		return -1;
+	if (in->batching && (!out->results || !in->job_id))
+		return -1;
+	for (size_t i = 0; out->results && i < in->ntriggers; i++)
+		out->results[i] = (struct store_result){STORE_NEW, 0, 0};
 	return st->ops->accept(st, in, out);
 }
 
@@ -88,6 +97,10 @@ void store_due_clear(struct store_due *d)
 		return;
 	free(d->trigger);
 	free(d->body);
+	for (size_t i = 0; i < d->nbatch; i++)
+		free(d->batch_bodies[i]);
+	free(d->batch_bodies);
+	free(d->batch_lens);
 	memset(d, 0, sizeof *d);
 }
 
@@ -155,6 +168,9 @@ void store_delivery_clear(struct store_delivery *d)
 	free(d->run_status);
 	free(d->run_finished_at);
 	free(d->run_message);
+	free(d->events);
+	d->events = NULL;
+	d->nevents = 0;
 	d->trigger = d->last_error = NULL;
 	d->run_href = d->run_status = d->run_finished_at = d->run_message =
 	    NULL;
@@ -192,4 +208,19 @@ void store_get_clear(struct store_delivery_full *f)
 int store_retry(struct store *st, const char *id, int64_t now_ms)
 {
 	return st->ops->retry(st, id, now_ms);
+}
+
+int store_fanin_keep(struct store *st, const char *const *triggers,
+		     const char *const *jobs, size_t n)
+{
+	return st->ops->fanin_keep(st, triggers, jobs, n);
+}
+
+int store_fanin_progress(struct store *st, const char *trigger,
+			 const char *const *jobs, size_t njobs,
+			 int64_t within_ms, int64_t now_ms, int *done)
+{
+	memset(done, 0, njobs * sizeof *done);
+	return st->ops->fanin_progress(st, trigger, jobs, njobs, within_ms,
+				       now_ms, done);
 }

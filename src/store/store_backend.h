@@ -45,6 +45,11 @@ struct store_ops {
 	int (*get)(struct store *st, const char *id,
 		   struct store_delivery_full *out);
 	int (*retry)(struct store *st, const char *id, int64_t now_ms);
+	int (*fanin_keep)(struct store *st, const char *const *triggers,
+			  const char *const *jobs, size_t n);
+	int (*fanin_progress)(struct store *st, const char *trigger,
+			      const char *const *jobs, size_t njobs,
+			      int64_t within_ms, int64_t now_ms, int *done);
 };
 
 struct store {

@@ -17,11 +17,12 @@
  * built from input. Lists handed to SQL (skip lists, active triggers) are
  * JSON arrays built with jansson and read with json_each().
  *
- * Schema (PRAGMA user_version = 3; older versions are migrated, newer ones
+ * Schema (PRAGMA user_version = 4; older versions are migrated, newer ones
  * refused): events, deliveries, attempts, dedup (keyed by the SHA-256 hex
  * digest of the rendered key, which ingest computes), and meta (one row
  * that the writable operation's probe rewrites); version 3 adds each
- * delivery's dbt run, its next poll and the unsure mark. Times are
+ * delivery's dbt run, its next poll and the unsure mark; version 4 the
+ * batches and fan-in progress of SPEC section 9. Times are
  * integer ms since the epoch.
  * Deliveries list newest first by rowid, i.e. creation order. Open and
  * close are called by the main thread.
@@ -78,6 +79,23 @@ static const char *const migrations[] = {
     "ALTER TABLE deliveries ADD COLUMN poll_at INTEGER;"
     "CREATE INDEX deliveries_poll ON deliveries(poll_at)"
     " WHERE poll_at IS NOT NULL;",
+    /* 3 -> 4: fan-in and coalescing (SPEC section 9). A batched
+     * delivery lists its events in batch_events; a coalescing one takes
+     * joiners while now < open_until and it has had no attempt (the first
+     * attempt clears open_until). fanin holds each fan-in trigger's
+     * progress: per job, its latest counting event. */
+    "ALTER TABLE deliveries ADD COLUMN batched INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE deliveries ADD COLUMN open_until INTEGER;"
+    "CREATE INDEX deliveries_open ON deliveries(\"trigger\")"
+    " WHERE open_until IS NOT NULL;"
+    "CREATE TABLE batch_events ("
+    " delivery_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " event_id TEXT NOT NULL, PRIMARY KEY (delivery_id, seq))"
+    " WITHOUT ROWID;"
+    "CREATE TABLE fanin ("
+    " \"trigger\" TEXT NOT NULL, job TEXT NOT NULL,"
+    " event_id TEXT NOT NULL, at INTEGER NOT NULL,"
+    " PRIMARY KEY (\"trigger\", job));",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -118,7 +118,7 @@ static void test_migrate_v1(void)
 	CHECK(st != NULL);
 	if (!st)
 		return;
-	CHECK_INT(disk_int("v1", "PRAGMA user_version"), 3);
+	CHECK_INT(disk_int("v1", "PRAGMA user_version"), 4);
 	sha256_hex("exec-1:job-1:orders", 19, hex);
 	CHECK_INT(store_dedup_lookup(st, hex, 60000, seen), 1);
 	CHECK_STR(seen, "ev_old");
@@ -326,7 +326,7 @@ static void test_open(void)
 	CHECK_INT(store_count_pending(st), 0);
 	store_close(st);
 	store_close(NULL);
-	CHECK_INT(disk_int("open", "PRAGMA user_version"), 3);
+	CHECK_INT(disk_int("open", "PRAGMA user_version"), 4);
 	CHECK_INT(disk_int("open",
 			   "SELECT COUNT(*) FROM sqlite_master "
 			   "WHERE name IN ('events','deliveries','attempts',"
@@ -1013,6 +1013,149 @@ out:
 	rmdir(mnt);
 }
 
+
+/* Accepts body for one trigger with batching b and job job. */
+static int accept_batched(struct store *st, const char *body, const char *key,
+			  const char *trigger, const struct store_batching *b,
+			  const char *job, struct store_event_out *out,
+			  char id[UTIL_ID_LEN], struct store_result *res)
+{
+	const char *trig[] = {trigger};
+	struct store_event_in in = {
+	    .body = body, .body_len = strlen(body), .dedup_key = key,
+	    .dedup_window_ms = 60000, .triggers = trig, .ntriggers = 1,
+	    .batching = b, .job_id = job};
+
+	memset(out, 0, sizeof *out);
+	out->delivery_ids = (char(*)[UTIL_ID_LEN])id;
+	out->results = res;
+	return store_accept(st, &in, out);
+}
+
+/* SPEC section 9 in the store: a fan-in over three jobs (a job's later
+ * event replaces its earlier one, a duplicate does not count, the
+ * completing event makes one batched delivery and the set starts over),
+ * progress, reload pruning, and a coalescing batch (joins, the latest
+ * event rendered, closed by the first attempt). */
+static void test_batching(void)
+{
+	struct store *st = open_named("batch");
+	const char *jobs[] = {"ja", "jb", "jc"};
+	struct store_batching fan = {.jobs = jobs, .njobs = 3};
+	struct store_batching co = {.coalesce_ms = 60000};
+	struct store_event_out out;
+	struct store_result r;
+	struct store_due d[4];
+	struct store_delivery_full f;
+	char id[UTIL_ID_LEN], ev[4][UTIL_ID_LEN];
+	int done[3];
+	int64_t wake;
+
+	if (!st)
+		return;
+	CHECK_INT(accept_batched(st, "{\"n\":1}", NULL, "fan", &fan, "ja", &out,
+				 id, &r), 0);
+	CHECK_INT(r.outcome, STORE_WAITING);
+	CHECK_INT(r.done, 1);
+	CHECK_INT(r.of, 3);
+	CHECK_STR(id, "");
+	CHECK_INT(accept_batched(st, "{\"n\":2}", "k2", "fan", &fan, "jb", &out,
+				 id, &r), 0);
+	snprintf(ev[0], UTIL_ID_LEN, "%s", out.event_id);
+	CHECK_INT(r.done, 2);
+	/* a duplicate counts nothing; a repeat of a job counts once */
+	CHECK_INT(accept_batched(st, "{\"n\":3}", "k2", "fan", &fan, "jb", &out,
+				 id, &r), 0);
+	CHECK_INT(out.duplicate, 1);
+	CHECK_INT(accept_batched(st, "{\"n\":4}", NULL, "fan", &fan, "ja", &out,
+				 id, &r), 0);
+	snprintf(ev[1], UTIL_ID_LEN, "%s", out.event_id);
+	CHECK_INT(r.outcome, STORE_WAITING);
+	CHECK_INT(r.done, 2);
+	CHECK_INT(store_fanin_progress(st, "fan", jobs, 3, 0, util_now_ms(),
+				       done), 0);
+	CHECK(done[0] == 1 && done[1] == 1 && done[2] == 0);
+	CHECK_INT(store_count_pending(st), 0);
+	CHECK_INT(accept_batched(st, "{\"n\":5}", NULL, "fan", &fan, "jc", &out,
+				 id, &r), 0);
+	snprintf(ev[2], UTIL_ID_LEN, "%s", out.event_id);
+	CHECK_INT(r.outcome, STORE_NEW);
+	CHECK(strncmp(id, "dl_", 3) == 0);
+	CHECK_INT(store_count_pending(st), 1);
+	CHECK_INT(store_fanin_progress(st, "fan", jobs, 3, 0, util_now_ms(),
+				       done), 0);
+	CHECK(done[0] == 0 && done[1] == 0 && done[2] == 0);
+	CHECK_INT(store_get(st, id, &f), 0);
+	CHECK_INT(f.d.batched, 1);
+	CHECK_STR(f.d.event_id, ev[2]);
+	CHECK(f.d.nevents == 3);
+	if (f.d.nevents == 3) {
+		CHECK_STR(f.d.events[0], ev[0]); /* jb's, then ja's latest */
+		CHECK_STR(f.d.events[1], ev[1]);
+		CHECK_STR(f.d.events[2], ev[2]);
+	}
+	store_get_clear(&f);
+	CHECK_INT(claim_due(st, util_now_ms(), NULL, 0, NULL, 0, d, 4, &wake),
+		  1);
+	CHECK(d[0].nbatch == 3);
+	if (d[0].nbatch == 3) {
+		CHECK_STR(d[0].batch_bodies[0], "{\"n\":2}");
+		CHECK_STR(d[0].batch_bodies[1], "{\"n\":4}");
+		CHECK_STR(d[0].batch_bodies[2], "{\"n\":5}");
+	}
+	CHECK_STR(d[0].body, "{\"n\":5}");
+	char fan_id[UTIL_ID_LEN];
+	const char *held[] = {fan_id};
+	snprintf(fan_id, sizeof fan_id, "%s", d[0].id);
+	store_due_clear(&d[0]);
+
+	/* within: an old event no longer counts */
+	CHECK_INT(accept_batched(st, "{}", NULL, "fan", &fan, "ja", &out, id,
+				 &r), 0);
+	CHECK_INT(store_fanin_progress(st, "fan", jobs, 3, 1,
+				       util_now_ms() + 5, done), 0);
+	CHECK_INT(done[0], 0);
+	/* reload: kept pairs stay, others go */
+	CHECK_INT(accept_batched(st, "{}", NULL, "fan", &fan, "jb", &out, id,
+				 &r), 0);
+	const char *kt[] = {"fan", "fan"}, *kj[] = {"jb", "jc"};
+	CHECK_INT(store_fanin_keep(st, kt, kj, 2), 0);
+	CHECK_INT(store_fanin_progress(st, "fan", jobs, 3, 0, util_now_ms(),
+				       done), 0);
+	CHECK(done[0] == 0 && done[1] == 1);
+	CHECK_INT(store_fanin_keep(st, NULL, NULL, 0), 0);
+	CHECK_INT(disk_int("batch", "SELECT COUNT(*) FROM fanin"), 0);
+
+	/* coalescing: one delivery, due a window later, the latest event */
+	CHECK_INT(accept_batched(st, "{\"c\":1}", NULL, "co", &co, "ja", &out,
+				 id, &r), 0);
+	CHECK_INT(r.outcome, STORE_NEW);
+	char first[UTIL_ID_LEN];
+	snprintf(first, sizeof first, "%s", id);
+	CHECK_INT(accept_batched(st, "{\"c\":2}", NULL, "co", &co, "jb", &out,
+				 id, &r), 0);
+	CHECK_INT(r.outcome, STORE_JOINED);
+	CHECK_STR(id, first);
+	CHECK_INT(claim_due(st, util_now_ms(), held, 1, NULL, 0, d, 4, &wake),
+		  0);
+	CHECK(wake > util_now_ms() + 50000);
+	CHECK_INT(claim_due(st, util_now_ms() + 60001, held, 1, NULL, 0, d, 4,
+			    &wake), 1);
+	CHECK(d[0].nbatch == 2);
+	CHECK_STR(d[0].body, "{\"c\":2}");
+	/* the first attempt closes the batch: the next event opens another */
+	struct store_attempt a = {.at_ms = util_now_ms(), .status = 500,
+				  .error = "HTTP 500"};
+	CHECK_INT(store_record_attempt(st, first, &a, STORE_PENDING,
+				       util_now_ms() + 1000, NULL, NULL), 0);
+	store_due_clear(&d[0]);
+	CHECK_INT(accept_batched(st, "{\"c\":3}", NULL, "co", &co, "jb", &out,
+				 id, &r), 0);
+	CHECK_INT(r.outcome, STORE_NEW);
+	CHECK(strcmp(id, first) != 0);
+	store_close(st);
+}
+
 int main(void)
 {
 	if (check_tmpdir(tmpdir, sizeof tmpdir, "test_store") < 0)
@@ -1022,6 +1165,7 @@ int main(void)
 	test_migrate_v1();
 	test_file_gone();
 	test_accept();
+	test_batching();
 	test_concurrent();
 	test_checkpoint();
 	test_due();

@@ -42,6 +42,14 @@ enum wstmt {
 	W_CANCEL,
 	W_PROBE,
 	W_RUN_SET,
+	W_FANIN_PUT,
+	W_FANIN_COUNTING,
+	W_FANIN_CLEAR,
+	W_FANIN_KEEP,
+	W_OPEN_FIND,
+	W_BATCHED_PUT,
+	W_BATCH_ADD,
+	W_BATCH_LATEST,
 	W_COUNT
 };
 
@@ -61,6 +69,9 @@ enum rstmt {
 	R_POLL_BATCH,
 	R_POLL_WAKE,
 	R_COUNT_FOLLOWED,
+	R_BATCH_BODIES,
+	R_BATCH_IDS,
+	R_FANIN,
 	R_COUNT_STMTS
 };
 
@@ -160,6 +171,8 @@ int sqlite_writer_cancel_inactive(struct store *s, const char *const *active,
 				  size_t nactive,
 				  void (*each)(void *ctx, const char *trigger),
 				  void *ctx);
+int sqlite_writer_fanin_keep(struct store *s, const char *const *triggers,
+			     const char *const *jobs, size_t n);
 
 /* sqlite_read.c: the operations that only read (store.h). */
 int sqlite_read_dedup_lookup(struct store *s, const char *key,
@@ -176,5 +189,8 @@ int sqlite_read_list(struct store *s, const char *state, const char *trigger,
 		     int limit, struct store_delivery_list *out);
 int sqlite_read_get(struct store *s, const char *id,
 		    struct store_delivery_full *out);
+int sqlite_read_fanin_progress(struct store *s, const char *trigger,
+			       const char *const *jobs, size_t njobs,
+			       int64_t within_ms, int64_t now_ms, int *done);
 
 #endif

@@ -18,7 +18,7 @@
 #define DELIVERY_COLS                                                          \
 	"id, event_id, \"trigger\", state, attempts, last_status, "            \
 	"last_error, next_at, created_at, run_id, run_href, run_status, "     \
-	"run_finished_at, run_message"
+	"run_finished_at, run_message, batched"
 
 /* The distinct triggers that have pending deliveries, one index seek each
  * (a loose index scan), as the CTE "trig(name)"; a comma follows. */
@@ -70,7 +70,7 @@ const char *const sqlite_read_sql[R_COUNT_STMTS] = {
 		    " WHERE trig.name IS NOT NULL"
 		    " AND trig.name NOT IN (SELECT value FROM json_each(?2)))"
 		    "SELECT d.id, d.event_id, d.\"trigger\", d.attempts,"
-		    " d.accepted_at, d.next_at, e.body, d.unsure"
+		    " d.accepted_at, d.next_at, e.body, d.unsure, d.batched"
 		    " FROM cand JOIN deliveries d ON d.rowid = cand.rid"
 		    " LEFT JOIN events e ON e.id = d.event_id"
 		    " ORDER BY d.next_at, d.rowid LIMIT ?4",
@@ -87,7 +87,7 @@ const char *const sqlite_read_sql[R_COUNT_STMTS] = {
     [R_LIST_BOTH] = "SELECT " DELIVERY_COLS " FROM deliveries"
 		    " WHERE state = ?1 AND \"trigger\" = ?2"
 		    " ORDER BY rowid DESC LIMIT ?3",
-    /* column 14: the event's body, for the admin console */
+    /* column 15: the event's body, for the admin console */
     [R_GET] = "SELECT " DELIVERY_COLS ","
 	      " (SELECT body FROM events WHERE events.id = event_id)"
 	      " FROM deliveries WHERE id = ?1",
@@ -107,6 +107,12 @@ const char *const sqlite_read_sql[R_COUNT_STMTS] = {
 		    " AND id NOT IN (SELECT value FROM json_each(?1))",
     [R_COUNT_FOLLOWED] = "SELECT COUNT(*) FROM deliveries"
 			 " WHERE poll_at IS NOT NULL",
+    [R_BATCH_BODIES] = "SELECT e.body FROM batch_events b"
+		       " JOIN events e ON e.id = b.event_id"
+		       " WHERE b.delivery_id = ?1 ORDER BY b.seq",
+    [R_BATCH_IDS] = "SELECT event_id FROM batch_events"
+		    " WHERE delivery_id = ?1 ORDER BY seq",
+    [R_FANIN] = "SELECT job FROM fanin WHERE \"trigger\" = ?1 AND at > ?2",
 };
 
 int sqlite_read_dedup_lookup(struct store *s, const char *key,
@@ -149,6 +155,43 @@ static int due_fill(sqlite3_stmt *s, struct store_due *d)
 	return 0;
 }
 
+/* Appends a copy of blob column 0 to a growing array; 0, or -1. */
+static int push_blob(sqlite3_stmt *q, char ***v, size_t **lens, size_t *n)
+{
+	size_t len = (size_t)sqlite3_column_bytes(q, 0);
+	const void *p = sqlite3_column_blob(q, 0);
+	char **nv = realloc(*v, (*n + 1) * sizeof *nv);
+	size_t *nl = nv ? realloc(*lens, (*n + 1) * sizeof *nl) : NULL;
+	char *copy = nl ? malloc(len + 1) : NULL;
+
+	if (nv)
+		*v = nv;
+	if (nl)
+		*lens = nl;
+	if (!copy)
+		return -1;
+	if (len)
+		memcpy(copy, p, len);
+	copy[len] = '\0';
+	(*v)[*n] = copy;
+	(*lens)[(*n)++] = len;
+	return 0;
+}
+
+/* With rlock held, in the claim's read transaction: the bodies of d's
+ * batch, arrival order. 0, or -1. */
+static int batch_bodies(struct sqlite_store *st, struct store_due *d)
+{
+	sqlite3_stmt *q = st->r[R_BATCH_BODIES];
+	int step, rc = 0;
+
+	sqlite3_bind_text(q, 1, d->id, -1, SQLITE_STATIC);
+	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW)
+		rc = push_blob(q, &d->batch_bodies, &d->batch_lens, &d->nbatch);
+	sqlite_store_done_stmt(q);
+	return rc == 0 && step == SQLITE_DONE ? 0 : -1;
+}
+
 /* With rlock held: up to max due deliveries into out; their count or -1. */
 static int due_batch(struct sqlite_store *st, int64_t now_ms, const char *ids,
 		     const char *trigs, struct store_due *out, size_t max)
@@ -160,17 +203,27 @@ static int due_batch(struct sqlite_store *st, int64_t now_ms, const char *ids,
 	sqlite3_bind_text(s, 2, trigs, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, now_ms);
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)max);
+	unsigned char *batched = calloc(max, 1);
+
+	if (!batched)
+		return -1;
 	while ((size_t)n < max && (step = sqlite3_step(s)) == SQLITE_ROW) {
 		if (due_fill(s, &out[n]) < 0)
 			break;
-		n++;
+		batched[n++] = sqlite3_column_int(s, 8) != 0;
 	}
-	if ((size_t)n < max && step != SQLITE_DONE) {
+	if ((size_t)n == max)
+		step = SQLITE_DONE;
+	sqlite_store_done_stmt(s);
+	for (int i = 0; step == SQLITE_DONE && i < n; i++)
+		if (batched[i] && batch_bodies(st, &out[i]) < 0)
+			step = SQLITE_ERROR;
+	free(batched);
+	if (step != SQLITE_DONE) {
 		while (n > 0)
 			store_due_clear(&out[--n]);
 		n = -1;
 	}
-	sqlite_store_done_stmt(s);
 	return n;
 }
 
@@ -209,9 +262,13 @@ int sqlite_read_claim_due(struct store *s, const struct store_claim *c,
 	if (!ids || !trigs)
 		goto out;
 	pthread_mutex_lock(&st->rlock);
-	rc = due_batch(st, c->now_ms, ids, trigs, out, max);
-	if (rc == 0 && due_wake(st, ids, trigs, wake_at_ms) < 0)
-		rc = -1;
+	/* one read transaction: a batch and its delivery's event agree */
+	if (sqlite_store_run_stmt(st->r[R_BEGIN]) == SQLITE_DONE) {
+		rc = due_batch(st, c->now_ms, ids, trigs, out, max);
+		if (rc == 0 && due_wake(st, ids, trigs, wake_at_ms) < 0)
+			rc = -1;
+		sqlite_store_run_stmt(st->r[R_END]);
+	}
 	pthread_mutex_unlock(&st->rlock);
 out:
 	free(ids);
@@ -337,11 +394,39 @@ static int delivery_row(sqlite3_stmt *q, struct store_delivery *d)
 	d->run_status = col_text(q, 11, &oom);
 	d->run_finished_at = col_text(q, 12, &oom);
 	d->run_message = col_text(q, 13, &oom);
+	d->batched = sqlite3_column_int(q, 14);
 	if (oom || !d->trigger) {
 		store_delivery_clear(d);
 		return -1;
 	}
 	return 0;
+}
+
+/* With rlock held: the event ids of d's batch, arrival order. 0, or -1. */
+static int batch_ids(struct sqlite_store *st, struct store_delivery *d)
+{
+	sqlite3_stmt *q = st->r[R_BATCH_IDS];
+	size_t cap = 0;
+	int step, rc = 0;
+
+	sqlite3_bind_text(q, 1, d->id, -1, SQLITE_STATIC);
+	while (rc == 0 && (step = sqlite3_step(q)) == SQLITE_ROW) {
+		if (d->nevents == cap) {
+			size_t ncap = cap ? cap * 2 : 8;
+			char(*v)[UTIL_ID_LEN] =
+			    realloc(d->events, ncap * UTIL_ID_LEN);
+			if (!v) {
+				rc = -1;
+				break;
+			}
+			d->events = v;
+			cap = ncap;
+		}
+		snprintf(d->events[d->nevents++], UTIL_ID_LEN, "%s",
+			 sqlite3_column_text(q, 0));
+	}
+	sqlite_store_done_stmt(q);
+	return rc == 0 && step == SQLITE_DONE ? 0 : -1;
 }
 
 int sqlite_read_list(struct store *s, const char *state, const char *trigger,
@@ -369,6 +454,9 @@ int sqlite_read_list(struct store *s, const char *state, const char *trigger,
 	if (out->n == (size_t)limit)
 		step = SQLITE_DONE;
 	sqlite_store_done_stmt(q);
+	for (size_t i = 0; step == SQLITE_DONE && i < out->n; i++)
+		if (out->v[i].batched && batch_ids(st, &out->v[i]) < 0)
+			step = SQLITE_ERROR;
 	pthread_mutex_unlock(&st->rlock);
 	if (step != SQLITE_DONE) {
 		store_list_clear(out);
@@ -424,13 +512,14 @@ int sqlite_read_get(struct store *s, const char *id,
 	if (step == SQLITE_ROW) {
 		int oom = 0;
 		got = delivery_row(q, &out->d) == 0;
-		out->event_body = col_text(q, 14, &oom);
+		out->event_body = col_text(q, 15, &oom);
 		got = got && !oom;
 	}
 	sqlite_store_done_stmt(q);
 	if (step == SQLITE_DONE)
 		rc = 1;
-	else if (got && history_rows(st, id, out) == 0)
+	else if (got && history_rows(st, id, out) == 0 &&
+		 (!out->d.batched || batch_ids(st, &out->d) == 0))
 		rc = 0;
 	sqlite_store_run_stmt(st->r[R_END]);
 unlock:
@@ -438,4 +527,28 @@ unlock:
 	if (rc != 0)
 		store_get_clear(out);
 	return rc;
+}
+
+int sqlite_read_fanin_progress(struct store *s, const char *trigger,
+			       const char *const *jobs, size_t njobs,
+			       int64_t within_ms, int64_t now_ms, int *done)
+{
+	struct sqlite_store *st = sqlite_of(s);
+	sqlite3_stmt *q = st->r[R_FANIN];
+	int step;
+
+	pthread_mutex_lock(&st->rlock);
+	sqlite3_bind_text(q, 1, trigger, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, within_ms > 0
+				     ? sqlite_store_window_start(now_ms, within_ms)
+				     : INT64_MIN);
+	while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *job = (const char *)sqlite3_column_text(q, 0);
+		for (size_t i = 0; job && i < njobs; i++)
+			if (strcmp(job, jobs[i]) == 0)
+				done[i] = 1;
+	}
+	sqlite_store_done_stmt(q);
+	pthread_mutex_unlock(&st->rlock);
+	return step == SQLITE_DONE ? 0 : -1;
 }

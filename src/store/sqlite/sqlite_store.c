@@ -348,6 +348,8 @@ static const struct store_ops sqlite_ops = {
     .list = sqlite_read_list,
     .get = sqlite_read_get,
     .retry = sqlite_writer_retry,
+    .fanin_keep = sqlite_writer_fanin_keep,
+    .fanin_progress = sqlite_read_fanin_progress,
 };
 
 struct store *sqlite_store_open(const char *path, char *err, size_t errlen)

@@ -17,6 +17,7 @@
  */
 #include "sqlite_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +49,7 @@ const char *const sqlite_writer_sql[W_COUNT] = {
      * reload cancelled its delivery must not revive it as pending. */
     [W_ATTEMPT_APPLY] = "UPDATE deliveries SET attempts = attempts + 1,"
 			" last_status = ?1, last_error = ?2,"
-			" updated_at = ?3, unsure = ?7,"
+			" updated_at = ?3, unsure = ?7, open_until = NULL,"
 			" next_at = CASE WHEN ?4 = 'pending' AND"
 			"  state <> 'cancelled' THEN ?5 END,"
 			" state = CASE WHEN ?4 = 'pending' AND"
@@ -75,6 +76,28 @@ const char *const sqlite_writer_sql[W_COUNT] = {
 		  " run_started_at = COALESCE(run_started_at, ?7),"
 		  " poll_at = ?8, updated_at = ?9,"
 		  " last_error = COALESCE(?10, last_error) WHERE id = ?1",
+    /* fan-in progress: per (trigger, job) the latest counting event; a
+     * replaced row gets a new rowid, so rowid is arrival order */
+    [W_FANIN_PUT] = "INSERT OR REPLACE INTO fanin(\"trigger\", job,"
+		    " event_id, at) VALUES (?1, ?2, ?3, ?4)",
+    [W_FANIN_COUNTING] = "SELECT job, event_id FROM fanin"
+			 " WHERE \"trigger\" = ?1 AND at > ?2"
+			 " ORDER BY at, rowid",
+    [W_FANIN_CLEAR] = "DELETE FROM fanin WHERE \"trigger\" = ?1",
+    [W_FANIN_KEEP] = "DELETE FROM fanin WHERE \"trigger\" || char(10) || job"
+		     " NOT IN (SELECT value FROM json_each(?1))",
+    [W_OPEN_FIND] = "SELECT id FROM deliveries WHERE \"trigger\" = ?1"
+		    " AND open_until > ?2 AND state = 'pending'"
+		    " AND attempts = 0 ORDER BY rowid DESC LIMIT 1",
+    [W_BATCHED_PUT] = "INSERT INTO deliveries(id, event_id, \"trigger\","
+		      " state, attempts, next_at, created_at, accepted_at,"
+		      " updated_at, batched, open_until) VALUES"
+		      " (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?5, ?5, 1, ?6)",
+    [W_BATCH_ADD] = "INSERT INTO batch_events(delivery_id, seq, event_id)"
+		    " SELECT ?1, COALESCE(MAX(seq) + 1, 0), ?2"
+		    " FROM batch_events WHERE delivery_id = ?1",
+    [W_BATCH_LATEST] = "UPDATE deliveries SET event_id = ?2, updated_at = ?3"
+		       " WHERE id = ?1",
 };
 
 enum job_kind {
@@ -83,6 +106,7 @@ enum job_kind {
 	JOB_RUN,
 	JOB_RETRY,
 	JOB_CANCEL,
+	JOB_FANIN_KEEP,
 	JOB_PROBE
 };
 
@@ -121,7 +145,7 @@ struct job {
 			const char *id;
 			int64_t now_ms;
 		} retry;
-		struct {
+		struct { /* also JOB_FANIN_KEEP's (each NULL) */
 			const char *active_json;
 			void (*each)(void *ctx, const char *trigger);
 			void *ctx;
@@ -136,6 +160,149 @@ int sqlite_writer_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 
 	st->wal_frames = frames;
 	return SQLITE_OK;
+}
+
+/* Inserts a pending delivery of trigger for event_id, due at due, with
+ * its id into id. A batched one (SPEC section 9) takes joiners until
+ * open_until (-1: none, a fan-in's); its batch rows are the caller's. 0,
+ * or -1. */
+static int put_delivery(struct sqlite_store *st, const char *event_id,
+			const char *trigger, int64_t now, int64_t due,
+			int batched, int64_t open_until, char id[UTIL_ID_LEN])
+{
+	sqlite3_stmt *s = st->w[batched ? W_BATCHED_PUT : W_DELIVERY_PUT];
+
+	util_new_id(id, "dl");
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, trigger, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, due);
+	if (batched) {
+		sqlite3_bind_int64(s, 5, now);
+		if (open_until >= 0)
+			sqlite3_bind_int64(s, 6, open_until);
+	}
+	return sqlite_store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
+}
+
+/* Appends event_id to delivery id's batch. 0, or -1. */
+static int batch_add(struct sqlite_store *st, const char *id,
+		     const char *event_id)
+{
+	sqlite3_stmt *s = st->w[W_BATCH_ADD];
+
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, event_id, -1, SQLITE_STATIC);
+	return sqlite_store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
+}
+
+static int is_listed(const char *job, const char *const *jobs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(job, jobs[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Counts the event toward trigger i's fan-in (SPEC section 9): it becomes
+ * its job's latest event; when every job has a counting event, they make
+ * one delivery (this event, the latest, last) and the set starts over.
+ */
+static int accept_fanin(struct sqlite_store *st,
+			const struct store_event_in *in,
+			struct store_event_out *out, size_t i, int64_t now)
+{
+	const struct store_batching *b = &in->batching[i];
+	const char *trigger = in->triggers[i];
+	struct store_result *r = &out->results[i];
+	sqlite3_stmt *s = st->w[W_FANIN_PUT];
+	char (*ids)[UTIL_ID_LEN] = NULL;
+	size_t n = 0;
+	int step, rc = -1;
+
+	sqlite3_bind_text(s, 1, trigger, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, in->job_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, out->event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now);
+	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
+		return -1;
+	if (!(ids = calloc(b->njobs, UTIL_ID_LEN)))
+		return -1;
+	s = st->w[W_FANIN_COUNTING];
+	sqlite3_bind_text(s, 1, trigger, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, b->within_ms > 0
+				     ? sqlite_store_window_start(now, b->within_ms)
+				     : INT64_MIN);
+	while ((step = sqlite3_step(s)) == SQLITE_ROW)
+		if (n < b->njobs &&
+		    is_listed((const char *)sqlite3_column_text(s, 0), b->jobs,
+			      b->njobs))
+			snprintf(ids[n++], UTIL_ID_LEN, "%s",
+				 sqlite3_column_text(s, 1));
+	sqlite_store_done_stmt(s);
+	if (step != SQLITE_DONE)
+		goto out;
+	if (n < b->njobs) {
+		*r = (struct store_result){STORE_WAITING, (int)n, (int)b->njobs};
+		out->delivery_ids[i][0] = '\0';
+		rc = 0;
+		goto out;
+	}
+	if (put_delivery(st, out->event_id, trigger, now, now, 1, -1,
+			 out->delivery_ids[i]) < 0)
+		goto out;
+	for (size_t k = 0; k < n; k++)
+		if (batch_add(st, out->delivery_ids[i], ids[k]) < 0)
+			goto out;
+	s = st->w[W_FANIN_CLEAR];
+	sqlite3_bind_text(s, 1, trigger, -1, SQLITE_STATIC);
+	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
+		goto out;
+	*r = (struct store_result){STORE_NEW, (int)n, (int)b->njobs};
+	rc = 0;
+out:
+	free(ids);
+	return rc;
+}
+
+/*
+ * Adds the event to trigger i's open coalescing batch, whose request is
+ * then rendered from it (the latest), or opens a batch: a delivery due at
+ * the window's end (SPEC section 9).
+ */
+static int accept_coalesce(struct sqlite_store *st,
+			   const struct store_event_in *in,
+			   struct store_event_out *out, size_t i, int64_t now)
+{
+	int64_t w = in->batching[i].coalesce_ms;
+	char *id = out->delivery_ids[i];
+	sqlite3_stmt *s = st->w[W_OPEN_FIND];
+	int step;
+
+	sqlite3_bind_text(s, 1, in->triggers[i], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW)
+		snprintf(id, UTIL_ID_LEN, "%s", sqlite3_column_text(s, 0));
+	sqlite_store_done_stmt(s);
+	if (step == SQLITE_DONE) {
+		if (put_delivery(st, out->event_id, in->triggers[i], now,
+				 now + w, 1, now + w - store_coalesce_close_ms(w),
+				 id) < 0)
+			return -1;
+		return batch_add(st, id, out->event_id);
+	}
+	if (step != SQLITE_ROW || batch_add(st, id, out->event_id) < 0)
+		return -1;
+	s = st->w[W_BATCH_LATEST];
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, out->event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now);
+	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
+		return -1;
+	out->results[i].outcome = STORE_JOINED;
+	return 0;
 }
 
 /* Stores the event and its deliveries unless the key is a duplicate. The
@@ -168,15 +335,20 @@ static int apply_accept(struct sqlite_store *st, struct job *j, int64_t now)
 	sqlite3_bind_int64(s, 3, now);
 	if (sqlite_store_run_stmt(s) != SQLITE_DONE)
 		return -1;
-	s = st->w[W_DELIVERY_PUT];
 	for (size_t i = 0; i < in->ntriggers; i++) {
-		util_new_id(out->delivery_ids[i], "dl");
-		sqlite3_bind_text(s, 1, out->delivery_ids[i], -1,
-				  SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, out->event_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 3, in->triggers[i], -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 4, now);
-		if (sqlite_store_run_stmt(s) != SQLITE_DONE)
+		const struct store_batching *b =
+		    in->batching ? &in->batching[i] : NULL;
+		int rc;
+
+		if (b && b->jobs)
+			rc = accept_fanin(st, in, out, i, now);
+		else if (b && b->coalesce_ms > 0)
+			rc = accept_coalesce(st, in, out, i, now);
+		else
+			rc = put_delivery(st, out->event_id, in->triggers[i],
+					  now, now, 0, -1,
+					  out->delivery_ids[i]);
+		if (rc < 0)
 			return -1;
 	}
 	if (!dedup || in->ntriggers == 0)
@@ -290,6 +462,12 @@ static int apply_simple(struct sqlite_store *st, struct job *j, int64_t now)
 		}
 		sqlite_store_done_stmt(s);
 		return rc == SQLITE_DONE ? n : -1;
+	}
+	if (j->kind == JOB_FANIN_KEEP) {
+		s = st->w[W_FANIN_KEEP];
+		sqlite3_bind_text(s, 1, j->u.cancel.active_json, -1,
+				  SQLITE_STATIC);
+		return sqlite_store_run_stmt(s) == SQLITE_DONE ? 0 : -1;
 	}
 	s = st->w[W_PROBE];
 	sqlite3_bind_int64(s, 1, now);
@@ -640,6 +818,37 @@ int sqlite_writer_cancel_inactive(struct store *s, const char *const *active,
 	j.u.cancel.each = each;
 	j.u.cancel.ctx = ctx;
 	rc = submit_wait(st, &j);
+	free(list);
+	return rc;
+}
+
+/* The pairs go to SQL as one JSON list of "trigger\njob" strings (a
+ * trigger name has no newline: config names are one line). */
+int sqlite_writer_fanin_keep(struct store *s, const char *const *triggers,
+			     const char *const *jobs, size_t n)
+{
+	struct job j = {.kind = JOB_FANIN_KEEP};
+	char **pairs = calloc(n ? n : 1, sizeof *pairs);
+	char *list = NULL;
+	int rc = -1;
+
+	for (size_t i = 0; pairs && i < n; i++) {
+		size_t a = strlen(triggers[i]), b = strlen(jobs[i]);
+		if (!(pairs[i] = malloc(a + b + 2)))
+			goto out;
+		memcpy(pairs[i], triggers[i], a);
+		pairs[i][a] = '\n';
+		memcpy(pairs[i] + a + 1, jobs[i], b + 1);
+	}
+	if (!pairs || !(list = sqlite_store_json_list(
+			    (const char *const *)pairs, n)))
+		goto out;
+	j.u.cancel.active_json = list;
+	rc = submit_wait(sqlite_of(s), &j);
+out:
+	for (size_t i = 0; pairs && i < n; i++)
+		free(pairs[i]);
+	free(pairs);
 	free(list);
 	return rc;
 }

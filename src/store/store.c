@@ -130,6 +130,7 @@ int store_cancel_inactive(struct store *st, const char *const *active,
 int store_claim_polls(struct store *st, const struct store_claim *c,
 		      struct store_due *out, size_t max, int64_t *wake_at_ms)
 {
+	memset(out, 0, max * sizeof *out);
 	*wake_at_ms = INT64_MAX;
 	return st->ops->claim_polls(st, c, out, max, wake_at_ms);
 }

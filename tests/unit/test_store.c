@@ -1156,6 +1156,45 @@ static void test_batching(void)
 	store_close(st);
 }
 
+/* A followed run comes back as a poll; every slot of out is defined
+ * (callers clear all of them), whatever was in it before. */
+static void test_polls(void)
+{
+	struct store *st = open_named("polls");
+	const char *trig[] = {"x"};
+	char ids[1][UTIL_ID_LEN];
+	struct store_event_out out;
+	struct store_due d[4];
+	int64_t wake, now = util_now_ms();
+	struct store_run run = {.id = 42, .status = "queued",
+				.started_at_ms = now, .poll_at_ms = now};
+	struct store_attempt a = {.at_ms = now, .status = 200, .run = &run};
+	struct store_claim c = {.now_ms = now + 1, .lease_ms = 35000};
+	int want, got;
+
+	if (!st)
+		return;
+	CHECK_INT(accept(st, "{}", NULL, 0, trig, 1, &out, ids), 0);
+	pthread_mutex_lock(&cb_lock);
+	want = cb_calls + 1;
+	pthread_mutex_unlock(&cb_lock);
+	CHECK_INT(store_record_attempt(st, ids[0], &a, STORE_DELIVERED, 0,
+				       on_done, NULL),
+		  0);
+	wait_calls(want);
+	memset(d, 0xa5, sizeof d);
+	got = store_claim_polls(st, &c, d, 4, &wake);
+	CHECK_INT(got, 1);
+	CHECK_STR(d[0].id, ids[0]);
+	CHECK_INT(d[0].poll, 1);
+	CHECK_INT((int)d[0].run_id, 42);
+	CHECK(d[0].batch_bodies == NULL && d[0].nbatch == 0);
+	CHECK(d[1].trigger == NULL && d[1].body == NULL && d[1].nbatch == 0);
+	for (int i = 0; i < 4; i++)
+		store_due_clear(&d[i]);
+	store_close(st);
+}
+
 int main(void)
 {
 	if (check_tmpdir(tmpdir, sizeof tmpdir, "test_store") < 0)
@@ -1170,6 +1209,7 @@ int main(void)
 	test_checkpoint();
 	test_due();
 	test_attempts();
+	test_polls();
 	test_list();
 	test_full_disk();
 	check_rmtree(tmpdir);

@@ -81,6 +81,10 @@ struct config_trigger {
 	size_t nrules;
 	char **jobs; /* lower case job uuids, or "*" */
 	size_t njobs;
+	/* SPEC section 9: at most one of the two is set */
+	int wait_all;        /* wait_for: all (a fan-in over jobs) */
+	int64_t within_ms;   /* fan-in: an event counts this long; 0: always */
+	int64_t coalesce_ms; /* > 0: one delivery per window of events */
 	struct config_dbt dbt;
 };
 

@@ -37,16 +37,18 @@ struct request {
 };
 
 /*
- * Renders trigger t of cfg for ev. delivery_id (may be NULL) becomes the
+ * Renders trigger t of cfg for ev. batch (nbatch events in arrival order,
+ * ev the last of them) is the delivery's batch (SPEC section 9); NULL, 0
+ * for a delivery of ev alone. delivery_id (may be NULL) becomes the
  * Idempotency-Key. With mask_secrets, secrets render as <secret:NAME>.
  * Returns 0; or -1 with a sentence in err when the request must never be
  * sent (a header value with CR, LF or NUL after rendering, or a part past
  * its size limit). Free with request_clear(), which wipes the memory.
  */
 int request_render(const struct config *cfg, const struct config_trigger *t,
-		   const struct event *ev, const char *delivery_id,
-		   int mask_secrets, struct request *out, char *err,
-		   size_t errlen);
+		   const struct event *ev, const struct event *const *batch,
+		   size_t nbatch, const char *delivery_id, int mask_secrets,
+		   struct request *out, char *err, size_t errlen);
 
 void request_clear(struct request *r);
 

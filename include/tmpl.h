@@ -7,7 +7,10 @@
  * and `secrets` are resolved to indices at compile time through a callback
  * (so an undefined name is a config error with its position); `erathos`
  * references keep the lower-cased field name and are looked up in the event
- * at render time (a missing field renders as ""). `$${{` is a literal `${{`.
+ * at render time (a missing field renders as ""). `batch` references
+ * (SPEC section 9) read the delivery's batch of events: `batch.count`, and
+ * `batch.<field>`, the distinct values of an event field across the batch
+ * in arrival order, joined by ", ". `$${{` is a literal `${{`.
  * Spaces are allowed inside the braces: `${{ erathos.job_id }}`.
  *
  * Encoding: event values are untrusted. In a URL they are percent-encoded
@@ -24,7 +27,7 @@
 struct buf;
 struct event;
 
-enum tmpl_ns { TMPL_VARIABLES, TMPL_SECRETS, TMPL_ERATHOS };
+enum tmpl_ns { TMPL_VARIABLES, TMPL_SECRETS, TMPL_ERATHOS, TMPL_BATCH };
 
 /* How event (erathos) values are written. */
 enum tmpl_enc {
@@ -34,7 +37,8 @@ enum tmpl_enc {
 
 /*
  * Resolves a reference at compile time. For TMPL_VARIABLES and TMPL_SECRETS
- * returns the index of the name, for TMPL_ERATHOS any value >= 0; returns -1
+ * returns the index of the name, for TMPL_ERATHOS and TMPL_BATCH any value
+ * >= 0; returns -1
  * and writes a message (e.g. `undefined variable "x"`, `secrets are not
  * allowed in events.dedup_key`) into err to refuse it.
  */
@@ -53,6 +57,10 @@ struct tmpl_env {
 	const char *const *secrets;     /* values; NULL: render "<secret:NAME>" */
 	const size_t *secret_lens;
 	const struct event *event;      /* NULL: every erathos field missing */
+	/* the batch in arrival order, event the last of them; NULL, 0: the
+	 * batch is event alone */
+	const struct event *const *batch;
+	size_t nbatch;
 };
 
 struct tmpl;
@@ -77,7 +85,8 @@ int tmpl_render(const struct tmpl *t, const struct tmpl_env *env,
 /* 1 if t has at least one reference into ns, else 0. */
 int tmpl_uses(const struct tmpl *t, enum tmpl_ns ns);
 
-/* 1 if the text before t's first erathos reference contains no '/' after
+/* 1 if the text before t's first event reference (erathos or batch)
+ * contains no '/' after
  * "scheme://" — i.e. event data could land in a URL's authority (host,
  * port, user). Used by the config to refuse such URLs. */
 int tmpl_erathos_in_authority(const struct tmpl *t);

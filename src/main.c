@@ -304,7 +304,7 @@ static int run_dry(const struct config *cfg, const char *path)
 			printf("trigger %s: no match: %s\n", t->name, err);
 			continue;
 		}
-		if (request_render(cfg, t, ev, "<delivery-id>", 1, &req, err,
+		if (request_render(cfg, t, ev, NULL, 0, "<delivery-id>", 1, &req, err,
 				   sizeof err) < 0) {
 			printf("trigger %s: matches, but would fail: %s\n",
 			       t->name, err);

@@ -168,7 +168,8 @@ void config_dbt_load(struct config_ld *ld, const struct cy_node *trigger,
 				   "(/api/v2/accounts/<account>/jobs/<job>/run/"
 				   "%s)",
 				   label,
-				   tmpl_uses(t->url, TMPL_ERATHOS)
+				   tmpl_uses(t->url, TMPL_ERATHOS) ||
+					   tmpl_uses(t->url, TMPL_BATCH)
 				       ? "; account and job must not come "
 					 "from event data"
 				       : "");

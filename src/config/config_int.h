@@ -162,7 +162,8 @@ void config_secrets_free(struct config *cfg);
 #define CONFIG_NS_VARIABLES 1u
 #define CONFIG_NS_SECRETS 2u
 #define CONFIG_NS_ERATHOS 4u
-#define CONFIG_NS_ALL 7u
+#define CONFIG_NS_BATCH 8u
+#define CONFIG_NS_ALL 15u
 
 /* config_tmpl.c: compiles scalar n as a template, reporting any error at its position
  * (where names the field in messages). NULL after an error. */
@@ -178,6 +179,11 @@ void config_triggers_free(struct config_trigger *t);
  * label names the trigger in messages. */
 void config_dbt_load(struct config_ld *ld, const struct cy_node *trigger,
 		     const char *label, struct config_trigger *t);
+
+/* config_batch.c: trigger t's `wait_for`, `within` and `coalesce` (node
+ * trigger, jobs already loaded); label names the trigger in messages. */
+void config_batch_load(struct config_ld *ld, const struct cy_node *trigger,
+		       const char *label, struct config_trigger *t);
 
 /* config_rules.c: the `rules` of one trigger (node trigger) into t;
  * label names the trigger in messages. */

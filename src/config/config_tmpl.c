@@ -32,9 +32,9 @@ static int resolve(void *vctx, enum tmpl_ns ns, const char *name, char *err,
 		   size_t errlen)
 {
 	static const char *const what[] = {"variable", "secret",
-					   "erathos field"};
+					   "erathos field", "batch field"};
 	static const char *const plural[] = {"variables", "secrets",
-					     "erathos fields"};
+					     "erathos fields", "batch fields"};
 	struct resolve_ctx *rc = vctx;
 	const struct config *cfg = rc->ld->cfg;
 	const char *const *names = ns == TMPL_VARIABLES
@@ -47,7 +47,7 @@ static int resolve(void *vctx, enum tmpl_ns ns, const char *name, char *err,
 			 rc->where);
 		return -1;
 	}
-	if (ns == TMPL_ERATHOS)
+	if (ns == TMPL_ERATHOS || ns == TMPL_BATCH)
 		return 0;
 	int i = find_name(names, n, name);
 	if (i >= 0)
@@ -89,4 +89,6 @@ void config_env(const struct config *cfg, const struct event *ev,
 	env->secrets = mask_secrets ? NULL : cfg->secret_values;
 	env->secret_lens = cfg->secret_lens;
 	env->event = ev;
+	env->batch = NULL;
+	env->nbatch = 0;
 }

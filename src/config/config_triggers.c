@@ -31,7 +31,8 @@
 static const char *const trigger_keys[] = {"name",   "description", "is_active",
 					   "method", "url",	    "header",
 					   "body",   "rules",	    "jobs",
-					   "dbt"};
+					   "dbt",    "wait_for",    "within",
+					   "coalesce"};
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
 
 /* One trigger being loaded. */
@@ -508,6 +509,7 @@ static const struct cy_node *load_trigger(struct config_ld *ld,
 	load_body(&tl);
 	config_rules_load(ld, n, tl.label, tl.t);
 	load_jobs(&tl);
+	config_batch_load(ld, n, tl.label, tl.t);
 	config_dbt_load(ld, n, tl.label, tl.t);
 	return named;
 }

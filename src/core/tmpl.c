@@ -62,7 +62,10 @@ static const char *const ns_names[] = {
     [TMPL_VARIABLES] = "variables",
     [TMPL_SECRETS] = "secrets",
     [TMPL_ERATHOS] = "erathos",
+    [TMPL_BATCH] = "batch",
 };
+
+#define NNS (sizeof ns_names / sizeof ns_names[0])
 
 static int fail(struct compiler *c, size_t offset, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -122,7 +125,7 @@ static int is_name_char(char ch)
  * as Erathos writes them. */
 static int ns_lookup(const char *s, size_t n)
 {
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < (int)NNS; k++)
 		if (strlen(ns_names[k]) == n && memcmp(ns_names[k], s, n) == 0)
 			return k;
 	return -1;
@@ -189,7 +192,7 @@ static void lower(char *s, size_t n)
 static int compile_ref(struct compiler *c, size_t start, size_t *next)
 {
 	static const char *const what[] = {"variable", "secret",
-					   "erathos field"};
+					   "erathos field", "batch field"};
 	const char *close =
 	    memmem(c->src + start + 3, c->len - start - 3, "}}", 2);
 	struct piece p = {PIECE_REF, TMPL_VARIABLES, 0, 0, 0};
@@ -209,12 +212,12 @@ static int compile_ref(struct compiler *c, size_t start, size_t *next)
 	if (buf_append(&c->text, c->src + name, nlen) < 0 ||
 	    buf_putc(&c->text, '\0') < 0)
 		return fail(c, start, "out of memory");
-	if (p.ns == TMPL_ERATHOS)
+	if (p.ns == TMPL_ERATHOS || p.ns == TMPL_BATCH)
 		lower(c->text.data + p.off, nlen);
 	if (c->resolve)
 		idx = c->resolve(c->ctx, p.ns, c->text.data + p.off, rerr,
 				 sizeof(rerr));
-	else if (p.ns != TMPL_ERATHOS)
+	else if (p.ns != TMPL_ERATHOS && p.ns != TMPL_BATCH)
 		idx = -1; /* nothing is defined without a resolver */
 	if (idx < 0) {
 		if (rerr[0])
@@ -270,7 +273,8 @@ static int compile_all(struct compiler *c, struct tmpl *t)
 			if (compile_ref(c, start, &i) < 0)
 				return -1;
 			t->uses |= 1u << c->pieces[c->npieces - 1].ns;
-			if (c->pieces[c->npieces - 1].ns == TMPL_ERATHOS &&
+			if ((c->pieces[c->npieces - 1].ns == TMPL_ERATHOS ||
+			     c->pieces[c->npieces - 1].ns == TMPL_BATCH) &&
 			    first_erathos == (size_t)-1)
 				first_erathos = start;
 		} else {
@@ -388,6 +392,56 @@ static int url_encode(struct buf *out, const char *s, size_t n)
 	return buf_append(out, chunk, k);
 }
 
+/* Appends a value of an event field, encoded as enc says. */
+static int put_value(struct buf *out, const struct event_field *f,
+		     enum tmpl_enc enc)
+{
+	if (enc == TMPL_ENC_URL)
+		return url_encode(out, f->value, f->len);
+	return buf_append(out, f->value, f->len);
+}
+
+/* 1 if one of the first n events of the batch has value f for name. */
+static int seen_before(const struct event *const *batch, size_t n,
+		       const char *name, const struct event_field *f)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct event_field *g = event_get(batch[i], name);
+
+		if (g && g->len == f->len && memcmp(g->value, f->value, f->len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* batch.count, or batch.<name>: the distinct values across the batch in
+ * arrival order, joined by ", " (encoded too in a URL); a field no event
+ * of the batch has counts as missing. */
+static int render_batch(const char *name, const struct tmpl_env *env,
+			enum tmpl_enc enc, struct buf *out, int *missing)
+{
+	const struct event *const *batch = env->batch ? env->batch : &env->event;
+	size_t n = env->batch ? env->nbatch : (env->event ? 1 : 0);
+	int put = 0;
+
+	if (strcmp(name, "count") == 0)
+		return buf_printf(out, "%zu", n);
+	for (size_t i = 0; i < n; i++) {
+		const struct event_field *f = event_get(batch[i], name);
+
+		if (!f || seen_before(batch, i, name, f))
+			continue;
+		if ((put++ && (enc == TMPL_ENC_URL
+				   ? buf_append(out, "%2C%20", 6)
+				   : buf_append(out, ", ", 2)) < 0) ||
+		    put_value(out, f, enc) < 0)
+			return -1;
+	}
+	if (!put && missing)
+		(*missing)++;
+	return 0;
+}
+
 /* Appends one reference's value (see tmpl_render). */
 static int render_ref(const struct tmpl *t, const struct piece *p,
 		      const struct tmpl_env *env, enum tmpl_enc enc,
@@ -417,9 +471,9 @@ static int render_ref(const struct tmpl *t, const struct piece *p,
 				(*missing)++;
 			return 0;
 		}
-		if (enc == TMPL_ENC_URL)
-			return url_encode(out, f->value, f->len);
-		return buf_append(out, f->value, f->len);
+		return put_value(out, f, enc);
+	case TMPL_BATCH:
+		return render_batch(name, env, enc, out, missing);
 	}
 	return 0;
 }

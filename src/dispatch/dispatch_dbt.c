@@ -184,21 +184,6 @@ static void log_finished(const struct store_due *due, int status,
 	metrics_dbt_run(due->trigger, metric_of(status));
 }
 
-/* Renders due's request (for the runs API's URL and headers). */
-static int render(const struct config *cfg, const struct config_trigger *t,
-		  const struct store_due *due, struct request *req)
-{
-	char err[256];
-	struct event *ev = event_parse(due->body, due->body_len, err, sizeof err);
-	int rc;
-
-	if (!ev)
-		return -1;
-	rc = request_render(cfg, t, ev, due->id, 0, req, err, sizeof err);
-	event_free(ev);
-	return rc;
-}
-
 /* What one poll decided. */
 struct poll_out {
 	struct dbt_run run;
@@ -214,11 +199,11 @@ static void poll_once(struct worker *w, const struct config *cfg,
 	struct request req;
 	struct dbt_target tg;
 	struct http_response resp;
-	char url[DBT_URL_MAX], host[256];
+	char url[DBT_URL_MAX], host[256], rerr[256];
 	int64_t now = util_now_ms(), wait = t->dbt.poll_interval_ms;
 
 	p->next = -1;
-	if (render(cfg, t, due, &req) < 0)
+	if (dispatch_render(cfg, t, due, &req, rerr, sizeof rerr) < 0)
 		return;
 	if (!dbt_url_parse(req.url, &tg) ||
 	    dbt_run_url(&tg, due->run_id, url, sizeof url) < 0)

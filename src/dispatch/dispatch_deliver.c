@@ -151,6 +151,39 @@ static void after_post(const struct config_trigger *t, struct outcome *o)
 		run_known(t, o);
 }
 
+int dispatch_render(const struct config *cfg, const struct config_trigger *t,
+		    const struct store_due *due, struct request *req, char *err,
+		    size_t errlen)
+{
+	size_t n = due->nbatch ? due->nbatch : 1, got = 0;
+	struct event **evs = calloc(n, sizeof *evs);
+	char perr[256];
+	int rc = -1;
+
+	if (!evs) {
+		snprintf(err, errlen, "out of memory rendering the request");
+		return -1;
+	}
+	for (; got < n; got++) {
+		const char *b = due->nbatch ? due->batch_bodies[got] : due->body;
+		size_t len = due->nbatch ? due->batch_lens[got] : due->body_len;
+
+		if (!(evs[got] = event_parse(b, len, perr, sizeof perr))) {
+			snprintf(err, errlen,
+				 "the stored event cannot be parsed: %s", perr);
+			break;
+		}
+	}
+	if (got == n)
+		rc = request_render(cfg, t, evs[n - 1],
+				    (const struct event *const *)evs, n,
+				    due->id, 0, req, err, errlen);
+	while (got > 0)
+		event_free(evs[--got]);
+	free(evs);
+	return rc;
+}
+
 /*
  * Renders and sends one delivery, then classifies the result. Returns 0
  * with *o filled, or -1 if dispatch_stop aborted the transfer: that
@@ -162,19 +195,10 @@ static int attempt(struct worker *w, const struct config *cfg,
 {
 	struct request req;
 	char err[CAUSE_MAX];
-	struct event *ev =
-	    event_parse(due->body, due->body_len, err, sizeof err);
 
-	if (!ev) {
-		o->state = STORE_FAILED;
-		snprintf(o->error, sizeof o->error,
-			 "the stored event cannot be parsed: %s", err);
-		return 0;
-	}
-	if (request_render(cfg, t, ev, due->id, 0, &req, err, sizeof err) < 0) {
+	if (dispatch_render(cfg, t, due, &req, err, sizeof err) < 0) {
 		o->state = STORE_FAILED;
 		snprintf(o->error, sizeof o->error, "%s", err);
-		event_free(ev);
 		return 0;
 	}
 	struct http_request hr = {
@@ -194,7 +218,6 @@ static int attempt(struct worker *w, const struct config *cfg,
 		int rc = dispatch_dbt_before(w, cfg, t, due, &req, &o->run, &b);
 		if (rc != 0) {
 			request_clear(&req);
-			event_free(ev);
 			if (o->resp.status == 0 &&
 			    __atomic_load_n(&w->cancel, __ATOMIC_ACQUIRE))
 				return -1;
@@ -213,7 +236,6 @@ static int attempt(struct worker *w, const struct config *cfg,
 	}
 	http_client_send(w->http, &hr, &o->resp);
 	request_clear(&req); /* wipes the rendered secrets */
-	event_free(ev);
 	if (o->resp.status == 0 &&
 	    __atomic_load_n(&w->cancel, __ATOMIC_ACQUIRE))
 		return -1;

@@ -122,10 +122,17 @@ void dispatch_deliver(struct worker *w, struct flight *f,
 void dispatch_poll(struct worker *w, struct flight *f,
 		   const struct store_due *due);
 
-struct request;
 struct config;
 struct config_trigger;
 struct dbt_run;
+struct request;
+
+/* dispatch_deliver.c: due's request rendered from its event, or its batch
+ * (SPEC section 9) when it has one. 0, or -1 with a sentence in err. */
+int dispatch_render(const struct config *cfg, const struct config_trigger *t,
+		    const struct store_due *due, struct request *req, char *err,
+		    size_t errlen);
+
 
 /* What happened before a dbt trigger's POST (dispatch_dbt_before). */
 struct dbt_before {

@@ -139,9 +139,9 @@ static int mark_body(const struct config_trigger *t, const char *delivery_id,
 }
 
 int request_render(const struct config *cfg, const struct config_trigger *t,
-		   const struct event *ev, const char *delivery_id,
-		   int mask_secrets, struct request *out, char *err,
-		   size_t errlen)
+		   const struct event *ev, const struct event *const *batch,
+		   size_t nbatch, const char *delivery_id, int mask_secrets,
+		   struct request *out, char *err, size_t errlen)
 {
 	struct tmpl_env env;
 	struct buf url;
@@ -156,6 +156,8 @@ int request_render(const struct config *cfg, const struct config_trigger *t,
 	if (!out->headers || !out->header_values)
 		goto fail;
 	config_env(cfg, ev, mask_secrets, &env);
+	env.batch = batch;
+	env.nbatch = nbatch;
 
 	buf_init(&url, REQUEST_MAX_URL);
 	if (tmpl_render(t->url, &env, TMPL_ENC_URL, &url, NULL) < 0) {

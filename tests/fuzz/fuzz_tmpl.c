@@ -66,7 +66,7 @@ static int resolve(void *ctx, enum tmpl_ns ns, const char *name, char *err,
 	size_t n = ns == TMPL_VARIABLES ? 5 : 2;
 
 	(void)ctx;
-	if (ns == TMPL_ERATHOS) {
+	if (ns == TMPL_ERATHOS || ns == TMPL_BATCH) {
 		if (strcmp(name, "forbidden") == 0) {
 			snprintf(err, errlen, "erathos.forbidden is refused");
 			return -1;
@@ -135,7 +135,7 @@ static void render_all(const struct tmpl *t, const struct event *input_ev,
 		       size_t size)
 {
 	struct tmpl_env env = {var_values, secret_names, secret_values,
-			       secret_lens, fixed_ev};
+			       secret_lens, fixed_ev, NULL, 0};
 	const struct event *evs[] = {fixed_ev, input_ev, NULL};
 	struct buf raw, url;
 	int mraw, murl, secrets = tmpl_uses(t, TMPL_SECRETS);
@@ -198,7 +198,7 @@ static void check_encoding(const struct tmpl *in, const struct event *ev,
 			   const uint8_t *src, size_t size)
 {
 	struct tmpl_env env = {var_values, secret_names, secret_values,
-			       secret_lens, ev};
+			       secret_lens, ev, NULL, 0};
 	struct buf b;
 	int missing;
 	size_t j = 4, dots = 0;
@@ -319,7 +319,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	};
 	struct event input_ev = {fields, 2};
 	struct tmpl_env env = {var_values, secret_names, secret_values,
-			       secret_lens, fixed_ev};
+			       secret_lens, fixed_ev, NULL, 0};
 	struct tmpl_node root = {0};
 	struct tmpl *t, *tin;
 

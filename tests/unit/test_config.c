@@ -739,6 +739,80 @@ static void test_dbt_options(void)
 	config_release(c);
 }
 
+#define JOB_A "0b9d5c55-6c2e-4d0a-9b6f-3f8e2a1c7d10"
+#define JOB_B "1c8e6d66-7d3f-4e1b-8c7a-4a9f3b2d8e21"
+#define HOOK "    method: POST\n    url: https://example.com/hook\n"
+/* SPEC section 9: wait_for, within, coalesce. */
+static void test_batching_keys(void)
+{
+	struct config *c = load_text(
+	    "triggers:\n"
+	    "  - name: fan\n" HOOK
+	    "    jobs: [\"" JOB_A "\", \"" JOB_B "\"]\n"
+	    "    wait_for: all\n"
+	    "    within: 6h\n"
+	    "  - name: burst\n" HOOK
+	    "    jobs: [\"*\"]\n"
+	    "    coalesce: 5m\n"
+	    "  - name: plain\n" HOOK
+	    "    jobs: [\"" JOB_A "\"]\n"
+	    "    wait_for: any\n"
+	    "    body: {n: \"${{batch.count}}\", t: \"${{batch.table_name}}\"}\n");
+	CHECK(c != NULL);
+	if (c) {
+		const struct config_trigger *f = config_trigger_by_name(c, "fan");
+		const struct config_trigger *b = config_trigger_by_name(c, "burst");
+		const struct config_trigger *p = config_trigger_by_name(c, "plain");
+		CHECK(f && f->wait_all && f->within_ms == 6 * 3600000LL &&
+		      f->coalesce_ms == 0);
+		CHECK(b && !b->wait_all && b->coalesce_ms == 300000);
+		CHECK(p && !p->wait_all && p->within_ms == 0 &&
+		      p->coalesce_ms == 0);
+		config_release(c);
+	}
+
+	c = load_text("triggers:\n"
+		      "  - name: both\n" HOOK
+		      "    jobs: [\"" JOB_A "\"]\n"
+		      "    wait_for: all\n"
+		      "    coalesce: 1m\n"
+		      "  - name: star\n" HOOK
+		      "    jobs: [\"*\"]\n"
+		      "    wait_for: all\n"
+		      "  - name: lonely\n" HOOK
+		      "    jobs: [\"" JOB_A "\"]\n"
+		      "    within: 1h\n"
+		      "  - name: some\n" HOOK
+		      "    jobs: [\"" JOB_A "\"]\n"
+		      "    wait_for: some\n"
+		      "  - name: quick\n" HOOK
+		      "    jobs: [\"" JOB_A "\"]\n"
+		      "    coalesce: 10ms\n"
+		      "  - name: nonsense\n" HOOK
+		      "    jobs: [\"" JOB_A "\"]\n"
+		      "    coalesce: soon\n");
+	CHECK(c == NULL);
+	CHECK(diag_mentions("wait_for: all and coalesce exclude each other"));
+	CHECK(diag_mentions("wait_for: all needs the job IDs to wait for, "
+			    "not \"*\""));
+	CHECK(diag_mentions("within only applies with wait_for: all"));
+	CHECK(diag_mentions("wait_for must be \"any\" or \"all\", not "
+			    "\"some\""));
+	CHECK(diag_mentions("coalesce must be between 100ms and 366d"));
+	CHECK(diag_mentions("invalid duration \"soon\" for coalesce"));
+	CHECK(tmp_has("7:15: error: trigger \"both\": wait_for: all and "
+		      "coalesce exclude each other (a fan-in already makes one "
+		      "delivery of several events)"));
+
+	c = load_text("events:\n"
+		      "  dedup_key: \"${{batch.job_id}}\"\n"
+		      "triggers:\n"
+		      "  - name: t\n" HOOK
+		      "    jobs: [\"" JOB_A "\"]\n");
+	CHECK(c == NULL);
+	CHECK(diag_mentions("batch fields are not allowed in events.dedup_key"));
+}
+
 static void test_schema_errors(void)
 {
 	struct config *c = load("data/config_errors.yaml");
@@ -1410,6 +1484,7 @@ int main(void)
 	test_secrets();
 	test_short_tokens();
 	test_dbt_options();
+	test_batching_keys();
 	test_schema_errors();
 	test_trigger_errors();
 	test_more_trigger_errors();

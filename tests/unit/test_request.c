@@ -74,7 +74,7 @@ static void test_render(struct config *cfg)
 	struct request r;
 	char err[256];
 
-	CHECK(request_render(cfg, &cfg->triggers[0], ev, "dl_1", 0, &r, err,
+	CHECK(request_render(cfg, &cfg->triggers[0], ev, NULL, 0, "dl_1", 0, &r, err,
 			     sizeof err) == 0);
 	CHECK_STR(r.method, "POST");
 	CHECK_STR(r.url, "https://h.example/api/7/a%2Fb/");
@@ -87,14 +87,14 @@ static void test_render(struct config *cfg)
 	request_clear(&r);
 
 	/* masked, as --dry-run shows it */
-	CHECK(request_render(cfg, &cfg->triggers[0], ev, NULL, 1, &r, err,
+	CHECK(request_render(cfg, &cfg->triggers[0], ev, NULL, 0, NULL, 1, &r, err,
 			     sizeof err) == 0);
 	CHECK_STR(header(&r, "Authorization"), "Bearer <secret:dbt>");
 	CHECK(header(&r, "Idempotency-Key") == NULL);
 	request_clear(&r);
 
 	/* a string body is sent as it is, no Content-Type added */
-	CHECK(request_render(cfg, &cfg->triggers[1], ev, "dl_2", 0, &r, err,
+	CHECK(request_render(cfg, &cfg->triggers[1], ev, NULL, 0, "dl_2", 0, &r, err,
 			     sizeof err) == 0);
 	CHECK_STR(r.body, "table a/b");
 	CHECK_STR(header(&r, "Content-Type"), "text/plain");
@@ -109,7 +109,7 @@ static void test_header_injection(struct config *cfg)
 	struct request r;
 	char err[256] = "";
 
-	CHECK(request_render(cfg, &cfg->triggers[0], ev, "dl_1", 0, &r, err,
+	CHECK(request_render(cfg, &cfg->triggers[0], ev, NULL, 0, "dl_1", 0, &r, err,
 			     sizeof err) == -1);
 	CHECK(strstr(err, "X-By") != NULL);
 	CHECK(r.url == NULL && r.headers == NULL);

@@ -16,6 +16,8 @@ static const char *const secret_values[] = {"s3cr3t", "x\0y"};
 static const size_t secret_lens[] = {6, 3};
 
 static struct event *ev;
+static const struct event *const *batch; /* render()'s batch; NULL: ev */
+static size_t nbatch;
 
 /* ctx: non-NULL means "secrets are not allowed here" (like dedup_key). */
 static int resolve(void *ctx, enum tmpl_ns ns, const char *name, char *err,
@@ -25,7 +27,7 @@ static int resolve(void *ctx, enum tmpl_ns ns, const char *name, char *err,
 	    ns == TMPL_VARIABLES ? var_names : secret_names;
 	size_t n = ns == TMPL_VARIABLES ? 3 : 2;
 
-	if (ns == TMPL_ERATHOS)
+	if (ns == TMPL_ERATHOS || ns == TMPL_BATCH)
 		return 0;
 	if (ns == TMPL_SECRETS && ctx) {
 		snprintf(err, errlen, "secrets are not allowed in %s",
@@ -52,7 +54,8 @@ static int missing;
 static const char *render(const char *s, enum tmpl_enc enc, int masked)
 {
 	struct tmpl_env env = {var_values, secret_names,
-			       masked ? NULL : secret_values, secret_lens, ev};
+			       masked ? NULL : secret_values, secret_lens, ev,
+			       batch, nbatch};
 	struct tmpl_error e;
 	struct tmpl *t = compile(s, &e);
 	struct buf b;
@@ -202,7 +205,7 @@ static void test_encoding(void)
 	{
 		const char *vals[] = {NULL, "v"};
 		struct tmpl_env env = {var_values, secret_names, vals, NULL,
-				       NULL};
+				       NULL, NULL, 0};
 		struct tmpl_error e;
 		struct tmpl *t = compile("${{secrets.token}}|${{secrets.bin}}|"
 					 "${{erathos.status}}",
@@ -223,7 +226,7 @@ static void test_encoding(void)
 static void test_lengths_and_limits(void)
 {
 	struct tmpl_env env = {var_values, secret_names, secret_values,
-			       secret_lens, ev};
+			       secret_lens, ev, NULL, 0};
 	struct tmpl_error e;
 	struct tmpl *t = compile("<${{secrets.bin}}>", &e);
 	struct buf b;
@@ -279,7 +282,7 @@ static void test_authority(void)
 static void test_json_body(void)
 {
 	struct tmpl_error e;
-	struct tmpl_env env = {var_values, secret_names, NULL, NULL, ev};
+	struct tmpl_env env = {var_values, secret_names, NULL, NULL, ev, NULL, 0};
 	struct tmpl_node kids[9] = {
 	    {.kind = TMPL_NODE_STRING, .key = "zeta"},
 	    {.kind = TMPL_NODE_INTEGER, .key = "alpha", .integer = -42},
@@ -335,7 +338,7 @@ static void test_json_body(void)
 	{
 		const char *vals[] = {"\xff ok \xc3", NULL};
 		struct tmpl_env env2 = {var_values, secret_names, vals, NULL,
-					ev};
+					ev, NULL, 0};
 
 		buf_reset(&b);
 		CHECK(tmpl_node_render(&kids[7], &env2, &b, NULL) == 0);
@@ -373,6 +376,43 @@ static void test_node_clear(void)
 	free(root);
 }
 
+/* The batch namespace: count, distinct values in arrival order. */
+static void test_batch(void)
+{
+	static const char *const bodies[] = {
+	    "{\"JOB_ID\":\"a\",\"TABLE_NAME\":\"t1\",\"X\":\"p q\"}",
+	    "{\"JOB_ID\":\"b\",\"TABLE_NAME\":\"t2\"}",
+	    "{\"JOB_ID\":\"a\",\"TABLE_NAME\":\"t1\",\"X\":\"r\"}",
+	};
+	struct event *evs[3];
+	char err[200];
+
+	/* no batch: the event alone */
+	CHECK_STR(render("${{batch.count}}", TMPL_ENC_RAW, 0), "1");
+	CHECK_STR(render("${{ batch.STATUS }}", TMPL_ENC_RAW, 0), "FINISHED");
+	CHECK_STR(render("[${{batch.nope}}]", TMPL_ENC_RAW, 0), "[]");
+	CHECK_INT(missing, 1);
+	for (int i = 0; i < 3; i++)
+		evs[i] = event_parse(bodies[i], strlen(bodies[i]), err,
+				     sizeof err);
+	batch = (const struct event *const *)evs;
+	nbatch = 3;
+	CHECK_STR(render("${{batch.count}}", TMPL_ENC_RAW, 0), "3");
+	CHECK_STR(render("${{batch.job_id}}|${{batch.table_name}}",
+			 TMPL_ENC_RAW, 0),
+		  "a, b|t1, t2");
+	CHECK_STR(render("${{batch.x}}", TMPL_ENC_RAW, 0), "p q, r");
+	CHECK_INT(missing, 0);
+	CHECK_STR(render("/${{batch.x}}", TMPL_ENC_URL, 0), "/p%20q%2C%20r");
+	CHECK_STR(render("${{erathos.job_id}}", TMPL_ENC_RAW, 0),
+		  "0b9d5c55-6c2e-4d0a-9b6f-3f8e2a1c7d10"); /* ev, not batch */
+	batch = NULL;
+	nbatch = 0;
+	for (int i = 0; i < 3; i++)
+		event_free(evs[i]);
+	CHECK(!compile("${{batch}}", &(struct tmpl_error){0}));
+}
+
 int main(void)
 {
 	static const char body[] =
@@ -392,6 +432,7 @@ int main(void)
 	}
 	test_compile_errors();
 	test_render_basic();
+	test_batch();
 	test_encoding();
 	test_lengths_and_limits();
 	test_authority();

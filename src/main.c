@@ -189,6 +189,43 @@ static const char *secret_source(const struct config_secret *s)
 	}
 }
 
+/* ms as the config would write it: the largest unit that is exact. */
+static const char *duration_text(int64_t ms, char *out, size_t len)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000},
+		     {"s", 1000}, {"ms", 1}};
+	size_t i = 0;
+
+	while (ms % units[i].ms)
+		i++;
+	snprintf(out, len, "%lld%s", (long long)(ms / units[i].ms),
+		 units[i].unit);
+	return out;
+}
+
+/* ", fan-in: wait_for all[ within D]" / ", coalesce D" / "" (SPEC
+ * section 9), for --check's summary. */
+static const char *batching_text(const struct config_trigger *t, char *out,
+				 size_t len)
+{
+	char d[32];
+
+	if (t->wait_all && t->within_ms)
+		snprintf(out, len, ", fan-in: wait_for all within %s",
+			 duration_text(t->within_ms, d, sizeof d));
+	else if (t->wait_all)
+		snprintf(out, len, ", fan-in: wait_for all");
+	else if (t->coalesce_ms)
+		snprintf(out, len, ", coalesce %s",
+			 duration_text(t->coalesce_ms, d, sizeof d));
+	else
+		out[0] = '\0';
+	return out;
+}
+
 /* --check: the summary on stdout (secrets by name and source only). */
 static int run_check(const struct config *cfg)
 {
@@ -216,10 +253,13 @@ static int run_check(const struct config *cfg)
 	printf("triggers: %zu (%zu active)\n", cfg->ntriggers, active);
 	for (size_t i = 0; i < cfg->ntriggers; i++) {
 		const struct config_trigger *t = &cfg->triggers[i];
-		printf("  %s: %s %s (%zu job%s, %zu rule%s%s)\n", t->name,
+		char batching[96];
+		printf("  %s: %s %s (%zu job%s, %zu rule%s%s%s)\n", t->name,
 		       t->method, tmpl_source(t->url), t->njobs,
 		       t->njobs == 1 ? "" : "s", t->nrules,
-		       t->nrules == 1 ? "" : "s", t->active ? "" : ", inactive");
+		       t->nrules == 1 ? "" : "s",
+		       batching_text(t, batching, sizeof batching),
+		       t->active ? "" : ", inactive");
 	}
 	return 0;
 }
@@ -267,6 +307,33 @@ static void print_request(const struct request *r)
 }
 
 /* --dry-run: for each trigger, whether it matches and what it would send. */
+/* "trigger NAME: matches", with what a fan-in or a batch would make of
+ * the event (the store's state is not read: --dry-run touches nothing). */
+static void print_match(const struct config_trigger *t)
+{
+	char d[32];
+
+	if (t->wait_all) {
+		printf("trigger %s: matches: counts toward a fan-in over its %zu "
+		       "jobs",
+		       t->name, t->njobs);
+		if (t->within_ms)
+			printf(" (for %s)",
+			       duration_text(t->within_ms, d, sizeof d));
+		printf("; the delivery is made once each has sent a matching "
+		       "event, rendered from the latest (here: this event "
+		       "alone)\n");
+	} else if (t->coalesce_ms) {
+		printf("trigger %s: matches: joins the trigger's open batch, "
+		       "or opens one (coalescing: sent %s after its first "
+		       "event, rendered from the latest; here: this event "
+		       "alone)\n",
+		       t->name, duration_text(t->coalesce_ms, d, sizeof d));
+	} else {
+		printf("trigger %s: matches\n", t->name);
+	}
+}
+
 static int run_dry(const struct config *cfg, const char *path)
 {
 	char err[512];
@@ -310,7 +377,7 @@ static int run_dry(const struct config *cfg, const char *path)
 			       t->name, err);
 			continue;
 		}
-		printf("trigger %s: matches\n", t->name);
+		print_match(t);
 		print_request(&req);
 		request_clear(&req);
 	}

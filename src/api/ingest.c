@@ -36,11 +36,15 @@ static void answer_error(struct ingest_result *res, int status,
 	res->result = status == 400 ? METRICS_REJECTED : METRICS_UNAVAILABLE;
 }
 
-/* {"status":status,"event":id[,"deliveries":[...]]} */
+/* {"status":status,"event":id[,"deliveries":[...]][,"waiting":[...]]}:
+ * with results (SPEC section 9), a joined batch is marked "coalesced" and
+ * an event that only advanced a fan-in is listed under "waiting". */
 static void answer_event(struct ingest_result *res, int status,
 			 enum metrics_result result, const char *event_id,
 			 const struct config *cfg, const size_t *idx,
-			 char (*ids)[UTIL_ID_LEN], size_t n, int with_list)
+			 char (*ids)[UTIL_ID_LEN],
+			 const struct store_result *results, size_t n,
+			 int with_list)
 {
 	static const char *const words[] = {
 	    [METRICS_ACCEPTED] = "accepted",
@@ -50,13 +54,34 @@ static void answer_event(struct ingest_result *res, int status,
 	json_t *o = json_pack("{s:s,s:s}", "status", words[result], "event",
 			      event_id);
 	if (o && with_list) {
-		json_t *list = json_array();
-		for (size_t i = 0; list && i < n; i++)
-			json_array_append_new(
-				list, json_pack("{s:s,s:s}", "id", ids[i],
-						"trigger",
-						cfg->triggers[idx[i]].name));
+		json_t *list = json_array(), *waiting = NULL;
+		for (size_t i = 0; list && i < n; i++) {
+			const char *name = cfg->triggers[idx[i]].name;
+			enum store_outcome oc =
+			    results ? results[i].outcome : STORE_NEW;
+
+			if (oc == STORE_WAITING) {
+				if (!waiting)
+					waiting = json_array();
+				json_array_append_new(
+				    waiting,
+				    json_pack("{s:s,s:i,s:i}", "trigger", name,
+					      "done", results[i].done, "of",
+					      results[i].of));
+			} else if (oc == STORE_JOINED) {
+				json_array_append_new(
+				    list, json_pack("{s:s,s:s,s:b}", "id", ids[i],
+						    "trigger", name, "coalesced",
+						    1));
+			} else {
+				json_array_append_new(
+				    list, json_pack("{s:s,s:s}", "id", ids[i],
+						    "trigger", name));
+			}
+		}
 		json_object_set_new(o, "deliveries", list);
+		if (waiting)
+			json_object_set_new(o, "waiting", waiting);
 	}
 	res->status = status;
 	res->result = result;
@@ -85,27 +110,90 @@ static int dedup_digest(const struct config *cfg, const struct event *ev,
 	return k;
 }
 
+/* The event's job_id, lower case, into job (empty if it has none). */
+static void job_of(const struct event *ev, char *job, size_t len)
+{
+	const struct event_field *f = event_get(ev, "job_id");
+	size_t n = f && f->len < len ? f->len : 0;
+
+	for (size_t i = 0; i < n; i++)
+		job[i] = (char)(f->value[i] >= 'A' && f->value[i] <= 'Z'
+				    ? f->value[i] - 'A' + 'a'
+				    : f->value[i]);
+	job[n] = '\0';
+}
+
+/* The batching of each matched trigger (SPEC section 9) into b; 1 if
+ * any trigger batches, else 0. */
+static int batching_of(const struct config *cfg, const size_t *idx, size_t n,
+		       struct store_batching *b)
+{
+	int any = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct config_trigger *t = &cfg->triggers[idx[i]];
+
+		memset(&b[i], 0, sizeof b[i]);
+		if (t->wait_all) {
+			b[i].jobs = (const char *const *)t->jobs;
+			b[i].njobs = t->njobs;
+			b[i].within_ms = t->within_ms;
+			any = 1;
+		} else if (t->coalesce_ms > 0) {
+			b[i].coalesce_ms = t->coalesce_ms;
+			any = 1;
+		}
+	}
+	return any;
+}
+
+static void log_accepted(const char *event_id, const char *delivery,
+			 const char *trigger, const struct store_result *r)
+{
+	char done[16], of[16];
+
+	if (r->outcome == STORE_WAITING) {
+		snprintf(done, sizeof done, "%d", r->done);
+		snprintf(of, sizeof of, "%d", r->of);
+		log_kv(LOG_INFO, "event counted toward a fan-in", "event",
+		       event_id, "trigger", trigger, "done", done, "of", of,
+		       LOG_END);
+	} else {
+		log_kv(LOG_INFO,
+		       r->outcome == STORE_JOINED ? "event joined a batch"
+						  : "event accepted",
+		       "event", event_id, "delivery", delivery, "trigger",
+		       trigger, LOG_END);
+	}
+}
+
 static void accept_matched(const struct ingest *in, const struct config *cfg,
-			   const char *body,
+			   const struct event *ev, const char *body,
 			   size_t len, const char *key, const size_t *idx,
 			   size_t n, struct ingest_result *res)
 {
 	const char **names = calloc(n, sizeof *names);
 	char(*ids)[UTIL_ID_LEN] = calloc(n, UTIL_ID_LEN);
+	struct store_batching *batching = calloc(n, sizeof *batching);
+	struct store_result *results = calloc(n, sizeof *results);
+	char job[128];
 	struct store_event_in sin = {
 		.body = body, .body_len = len, .dedup_key = key,
 		.dedup_window_ms = cfg->dedup_window_ms, .triggers = names,
-		.ntriggers = n,
+		.ntriggers = n, .job_id = job,
 	};
-	struct store_event_out sout = {.delivery_ids = ids};
+	struct store_event_out sout = {.delivery_ids = ids, .results = results};
 
-	if (!names || !ids) {
+	if (!names || !ids || !batching || !results) {
 		answer_error(res, 503, "out of memory");
 		res->retry_after = 1;
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
 		names[i] = cfg->triggers[idx[i]].name;
+	if (batching_of(cfg, idx, n, batching))
+		sin.batching = batching;
+	job_of(ev, job, sizeof job);
 	if (store_accept(in->store, &sin, &sout) < 0) {
 		log_kv(LOG_ERROR, "event not stored", "reason",
 		       "store cannot commit", LOG_END);
@@ -116,17 +204,19 @@ static void accept_matched(const struct ingest *in, const struct config *cfg,
 	if (sout.duplicate) {
 		log_kv(LOG_INFO, "duplicate event", "event", sout.event_id, LOG_END);
 		answer_event(res, 200, METRICS_DUPLICATE, sout.event_id, cfg, NULL,
-			     NULL, 0, 0);
+			     NULL, NULL, 0, 0);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
-		log_kv(LOG_INFO, "event accepted", "event", sout.event_id,
-		       "delivery", ids[i], "trigger", names[i], LOG_END);
-	answer_event(res, 202, METRICS_ACCEPTED, sout.event_id, cfg, idx, ids, n, 1);
+		log_accepted(sout.event_id, ids[i], names[i], &results[i]);
+	answer_event(res, 202, METRICS_ACCEPTED, sout.event_id, cfg, idx, ids,
+		     results, n, 1);
 	ingest_wake(in);
 out:
 	free(names);
 	free(ids);
+	free(batching);
+	free(results);
 }
 
 void ingest_event(const struct ingest *in, const char *body, size_t len,
@@ -159,7 +249,7 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 		util_new_id(event_id, "ev");
 		log_kv(LOG_INFO, "event unmatched", "event", event_id, LOG_END);
 		answer_event(res, 200, METRICS_UNMATCHED, event_id, cfg, NULL, NULL,
-			     0, 1);
+			     NULL, 0, 1);
 		goto out;
 	}
 	k = dedup_digest(cfg, ev, &key, digest);
@@ -167,10 +257,10 @@ void ingest_event(const struct ingest *in, const char *body, size_t len,
 					 cfg->dedup_window_ms, event_id) == 1) {
 		log_kv(LOG_INFO, "duplicate event", "event", event_id, LOG_END);
 		answer_event(res, 200, METRICS_DUPLICATE, event_id, cfg, NULL, NULL,
-			     0, 0);
+			     NULL, 0, 0);
 		goto out;
 	}
-	accept_matched(in, cfg, body, len, k == 0 ? digest : NULL,
+	accept_matched(in, cfg, ev, body, len, k == 0 ? digest : NULL,
 		       idx, n, res);
 out:
 	if (!res->json && !res->error[0]) {

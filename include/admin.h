@@ -15,8 +15,12 @@ struct config;
 struct store_delivery_full;
 struct store_delivery_list;
 
-/* Appends {"triggers":[…]} to out. 0, or -1 if out is full. */
-int admin_triggers_json(const struct config *cfg, struct buf *out);
+/* Appends {"triggers":[…]} to out. fanin_done (may be NULL) has, for
+ * each fan-in trigger i, its progress (SPEC section 9): fanin_done[i][j]
+ * is 1 if job j has an event that counts; NULL for other triggers.
+ * 0, or -1 if out is full. */
+int admin_triggers_json(const struct config *cfg, const int *const *fanin_done,
+			struct buf *out);
 
 /* Appends src to out with `${{ secrets.NAME }}` as `<secret:NAME>`. */
 int admin_mask_template(const char *src, struct buf *out);

@@ -118,11 +118,28 @@ static json_t *trigger_json(const struct config_trigger *t)
 			 "rules", rules, "jobs", jobs);
 }
 
-int admin_triggers_json(const struct config *cfg, struct buf *out)
+/* {"done": [jobs with an event that counts], "missing": [the others]} */
+static json_t *waiting_json(const struct config_trigger *t, const int *done)
+{
+	json_t *d = json_array(), *m = json_array();
+
+	for (size_t i = 0; i < t->njobs; i++)
+		json_array_append_new(done[i] ? d : m, json_string(t->jobs[i]));
+	return json_pack("{s:o,s:o}", "done", d, "missing", m);
+}
+
+int admin_triggers_json(const struct config *cfg, const int *const *fanin_done,
+			struct buf *out)
 {
 	json_t *list = json_array();
-	for (size_t i = 0; list && i < cfg->ntriggers; i++)
-		json_array_append_new(list, trigger_json(&cfg->triggers[i]));
+	for (size_t i = 0; list && i < cfg->ntriggers; i++) {
+		json_t *t = trigger_json(&cfg->triggers[i]);
+		if (t && fanin_done && fanin_done[i])
+			json_object_set_new(
+			    t, "waiting",
+			    waiting_json(&cfg->triggers[i], fanin_done[i]));
+		json_array_append_new(list, t);
+	}
 	json_t *o = json_pack("{s:o}", "triggers", list);
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
@@ -184,8 +201,22 @@ static json_t *run_json(const struct store_delivery *d)
 	return o;
 }
 
+/* The ids of d's batch, arrival order (SPEC section 9): its one event
+ * for an ordinary delivery. */
+static json_t *events_json(const struct store_delivery *d)
+{
+	json_t *a = json_array();
+
+	if (!d->batched)
+		json_array_append_new(a, jtext(d->event_id));
+	for (size_t i = 0; d->batched && i < d->nevents; i++)
+		json_array_append_new(a, jtext(d->events[i]));
+	return a;
+}
+
 /* The delivery object: {"id","event","trigger","state","attempts",
- * "last_status","last_error","next_attempt_at","created_at","run"}. */
+ * "last_status","last_error","next_attempt_at","created_at","run",
+ * "events"}. */
 static json_t *delivery_json(const struct store_delivery *d)
 {
 	json_t *o = json_object();
@@ -201,7 +232,8 @@ static json_t *delivery_json(const struct store_delivery *d)
 	    json_object_set_new(o, "next_attempt_at",
 				jtime(d->next_attempt_at_ms)) ||
 	    json_object_set_new(o, "created_at", jtime(d->created_at_ms)) ||
-	    json_object_set_new(o, "run", run_json(d))) {
+	    json_object_set_new(o, "run", run_json(d)) ||
+	    json_object_set_new(o, "events", events_json(d))) {
 		json_decref(o);
 		return NULL;
 	}

@@ -56,6 +56,35 @@ static void cancel_inactive(struct store *st, const struct config *cfg)
 	free(active);
 }
 
+/* Keeps the fan-in progress of the jobs cfg's fan-in triggers still list
+ * (SPEC section 9); the rest (removed triggers and jobs, triggers that no
+ * longer fan in) is dropped. */
+static void keep_fanin(struct store *st, const struct config *cfg)
+{
+	const char **trig, **jobs;
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->ntriggers; i++)
+		if (cfg->triggers[i].wait_all)
+			n += cfg->triggers[i].njobs;
+	trig = calloc(n + 1, sizeof *trig);
+	jobs = calloc(n + 1, sizeof *jobs);
+	n = 0;
+	for (size_t i = 0; trig && jobs && i < cfg->ntriggers; i++)
+		for (size_t j = 0; cfg->triggers[i].wait_all &&
+				   j < cfg->triggers[i].njobs;
+		     j++) {
+			trig[n] = cfg->triggers[i].name;
+			jobs[n++] = cfg->triggers[i].jobs[j];
+		}
+	if (!trig || !jobs || store_fanin_keep(st, trig, jobs, n) < 0)
+		log_kv(LOG_ERROR, "could not drop the fan-in progress of removed "
+				  "triggers and jobs",
+		       LOG_END);
+	free(trig);
+	free(jobs);
+}
+
 void reload_apply(const struct ingest *in, const char *path,
 		  struct config *cfg)
 {
@@ -79,6 +108,7 @@ void reload_apply(const struct ingest *in, const char *path,
 	log_kv(LOG_INFO, "config reloaded", "config", path, LOG_END);
 	cfg = config_slot_acquire(in->slot);
 	cancel_inactive(in->store, cfg);
+	keep_fanin(in->store, cfg);
 	config_release(cfg);
 	metrics_reload(1);
 	ingest_wake(in);

@@ -364,9 +364,27 @@ static enum MHD_Result h_triggers(struct server *srv, struct MHD_Connection *c,
 				  struct req *r)
 {
 	struct config *cfg = config_slot_acquire(srv->slot);
+	int **done = calloc(cfg->ntriggers + 1, sizeof *done);
+	int64_t now = util_now_ms();
 	struct buf b;
+	int rc = done ? 0 : -1;
+
+	for (size_t i = 0; rc == 0 && i < cfg->ntriggers; i++) {
+		const struct config_trigger *t = &cfg->triggers[i];
+		if (!t->wait_all)
+			continue;
+		if (!(done[i] = calloc(t->njobs, sizeof *done[i])) ||
+		    store_fanin_progress(srv->store, t->name,
+					 (const char *const *)t->jobs, t->njobs,
+					 t->within_ms, now, done[i]) < 0)
+			rc = -1;
+	}
 	buf_init(&b, ADMIN_ANSWER_MAX);
-	int rc = admin_triggers_json(cfg, &b);
+	if (rc == 0)
+		rc = admin_triggers_json(cfg, (const int *const *)done, &b);
+	for (size_t i = 0; done && i < cfg->ntriggers; i++)
+		free(done[i]);
+	free(done);
 	config_release(cfg);
 	if (rc < 0) {
 		buf_free(&b);

@@ -66,8 +66,9 @@ int store_accept(struct store *st, const struct store_event_in *in,
 {
 	if (in->ntriggers > 0 && (!in->triggers || !out->delivery_ids))
 		return -1;
-	if (in->batching && (!out->results || !in->job_id))
-		return -1;
+	if (in->batching &&
+	    (!out->results || !in->job_id || !st->ops->fanin_progress))
+		return -1; /* a backend without batching refuses, never guesses */
 	for (size_t i = 0; out->results && i < in->ntriggers; i++)
 		out->results[i] = (struct store_result){STORE_NEW, 0, 0};
 	return st->ops->accept(st, in, out);
@@ -214,6 +215,8 @@ int store_retry(struct store *st, const char *id, int64_t now_ms)
 int store_fanin_keep(struct store *st, const char *const *triggers,
 		     const char *const *jobs, size_t n)
 {
+	if (!st->ops->fanin_keep)
+		return n ? -1 : 0;
 	return st->ops->fanin_keep(st, triggers, jobs, n);
 }
 
@@ -222,6 +225,8 @@ int store_fanin_progress(struct store *st, const char *trigger,
 			 int64_t within_ms, int64_t now_ms, int *done)
 {
 	memset(done, 0, njobs * sizeof *done);
+	if (!st->ops->fanin_progress)
+		return -1;
 	return st->ops->fanin_progress(st, trigger, jobs, njobs, within_ms,
 				       now_ms, done);
 }

@@ -48,7 +48,7 @@ JOB_C = "a3e9d2c1-7b6f-4a5e-8d9c-1f2e3d4c5b6a"
 
 DELIVERY_KEYS = {"id", "event", "trigger", "state", "attempts",
                  "last_status", "last_error", "next_attempt_at",
-                 "created_at", "run"}
+                 "created_at", "run", "events"}
 HISTORY_KEYS = {"at", "status", "error", "ms"}
 STATES = {"pending", "delivered", "failed", "cancelled"}
 RFC3339_UTC = re.compile(

@@ -732,7 +732,7 @@ static void test_attempts(void)
 	CHECK(json_is_null(json_object_get(j, "next_attempt_at")));
 	CHECK(jget(j, "created_at") && strlen(jget(j, "created_at")) == 24 &&
 	      jget(j, "created_at")[23] == 'Z');
-	CHECK_INT(json_object_size(j), 12);
+	CHECK_INT(json_object_size(j), 13);
 	CHECK(json_is_object(json_object_get(j, "event_body")));
 	h = json_object_get(j, "history");
 	CHECK_INT(json_array_size(h), 2);
@@ -835,7 +835,7 @@ static void test_list(void)
 	CHECK_INT(json_array_size(l), 5);
 	for (int i = 0; i < 5; i++)
 		CHECK_STR(jget(json_array_get(l, (size_t)i), "id"), ids[4 - i]);
-	CHECK_INT(json_object_size(json_array_get(l, 0)), 10);
+	CHECK_INT(json_object_size(json_array_get(l, 0)), 11);
 	json_decref(l);
 	l = list_json(st, NULL, NULL, 2);
 	CHECK_INT(json_array_size(l), 2);

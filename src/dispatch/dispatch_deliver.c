@@ -156,6 +156,7 @@ int dispatch_render(const struct config *cfg, const struct config_trigger *t,
 		    size_t errlen)
 {
 	size_t n = due->nbatch ? due->nbatch : 1, got = 0;
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
 	struct event **evs = calloc(n, sizeof *evs);
 	char perr[256];
 	int rc = -1;

@@ -4,7 +4,9 @@
  *
  * DESIGN: called by config_triggers.c once the trigger's jobs are loaded,
  * since a fan-in is over exactly those jobs. Each problem is an error at
- * the key that causes it; nothing is kept from a key in error.
+ * the key that causes it; nothing is kept from a key in error. The
+ * PostgreSQL backend has no batching yet: a batching trigger with
+ * store.url is refused here rather than failing every accept.
  */
 #include "config_int.h"
 
@@ -76,4 +78,11 @@ void config_batch_load(struct config_ld *ld, const struct cy_node *n,
 				   label);
 	if (t->wait_all && coalesce)
 		t->coalesce_ms = 0;
+	if ((t->wait_all || t->coalesce_ms) && ld->cfg->store_url)
+		config_err(ld,
+			   t->wait_all ? w : config_yaml_get(n, "coalesce"),
+			   "%s: fan-in and coalescing need the SQLite store "
+			   "(store.path): the PostgreSQL store (store.url) "
+			   "does not batch yet",
+			   label);
 }

@@ -811,6 +811,14 @@ static void test_batching_keys(void)
 		      "    jobs: [\"" JOB_A "\"]\n");
 	CHECK(c == NULL);
 	CHECK(diag_mentions("batch fields are not allowed in events.dedup_key"));
+
+	c = load_text("store: {url: \"postgresql://db.example/triggerd\"}\n"
+		      "triggers:\n"
+		      "  - name: t\n" HOOK
+		      "    jobs: [\"" JOB_A "\"]\n"
+		      "    coalesce: 1m\n");
+	CHECK(c == NULL);
+	CHECK(diag_mentions("fan-in and coalescing need the SQLite store"));
 }
 
 static void test_schema_errors(void)

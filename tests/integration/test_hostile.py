@@ -318,7 +318,9 @@ class HostileTest(DaemonTest):
         self.assertIn(a.statuses(), ([413], []), a)
         if not a.statuses():
             self.assertIn(a.end, ("eof", "reset"), a)
-        self.assertLess(grew, 20, "RSS grew by %.1f MiB" % grew)
+        # a kept body would be 100 MiB; TSan's shadow memory (SLOW > 1)
+        # multiplies whatever the daemon touches meanwhile
+        self.assertLess(grew, 20 * SLOW, "RSS grew by %.1f MiB" % grew)
         self.assertServing()
 
     # ---- deep and huge JSON ----
